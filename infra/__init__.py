@@ -1,0 +1,1 @@
+"""fleet's Pulumi program: declaration only (see __main__.py)."""
