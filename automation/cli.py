@@ -12,6 +12,7 @@ import traceback
 import typer
 
 from automation import __version__
+from automation.cli_ami import ami_app
 from automation.errors import ExitCode, FleetError
 from automation.release_state import ReleaseStateError
 
@@ -22,6 +23,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+app.add_typer(ami_app, name="ami")
 
 _debug = False
 
