@@ -189,7 +189,7 @@ class StackWorkspace:
         except (CommandError, RuntimeError) as error:
             lines = events.error_lines() or _stderr_error_lines(error)
             raise PreviewFailed(
-                f"preview of stack {self.stack_name!r} failed: {_last(lines)}", error_lines=lines
+                f"preview of stack {self.stack_name!r} failed: {events.cause() or _last(lines)}", error_lines=lines
             ) from error
         return PreviewResult(changes=events.changes(), counts=events.counts())
 
@@ -210,7 +210,9 @@ class StackWorkspace:
             failed = events.failed()
             where = f" at {', '.join(f'{c.type} {c.name}' for c in failed)}" if failed else ""
             raise UpdateFailed(
-                f"update of stack {self.stack_name!r} failed{where}: {_last(lines)}", failed=failed, error_lines=lines
+                f"update of stack {self.stack_name!r} failed{where}: {events.cause() or _last(lines)}",
+                failed=failed,
+                error_lines=lines,
             ) from error
         return UpResult(counts=events.counts(), outputs=_plain_outputs(result.outputs))
 
@@ -221,7 +223,9 @@ class StackWorkspace:
             self._run(lambda stack: stack.refresh(on_event=events, color="never", show_secrets=False))
         except CommandError as error:
             lines = events.error_lines() or _stderr_error_lines(error)
-            raise ReleaseFailed(f"refresh of stack {self.stack_name!r} failed: {_last(lines)}") from error
+            raise ReleaseFailed(
+                f"refresh of stack {self.stack_name!r} failed: {events.cause() or _last(lines)}"
+            ) from error
 
     # -- plumbing --------------------------------------------------------------
 
@@ -265,7 +269,7 @@ class StackWorkspace:
 
     def _locked(self, error: CommandError) -> Blocked:
         stderr = _stderr(error)
-        holders = [f"{m.group(2)} (lock file {m.group(1)})" for m in _LOCK_HOLDER.finditer(stderr)]
+        holders = [f"{m.group(2)} since {m.group(3)} (lock file {m.group(1)})" for m in _LOCK_HOLDER.finditer(stderr)]
         held = f"locked by {'; '.join(holders)}" if holders else "locked by another update in progress"
         return Blocked(
             f"stack {self.stack_name!r} is {held}: wait for that update to finish, or if it is no longer "
@@ -310,6 +314,7 @@ class _EventCollector:
         self._steps: list[ResourceChange] = []
         self._failed: dict[str, ResourceChange] = {}
         self._errors: list[str] = []
+        self._resource_errors: list[str] = []
         self._error_urns: list[str] = []
         self._summary: dict[str, int] = {}
 
@@ -332,9 +337,11 @@ class _EventCollector:
             return "failed", change
         if event.diagnostic_event and event.diagnostic_event.severity == "error":
             diagnostic = event.diagnostic_event
-            self._errors.extend(_message_lines(diagnostic.message))
+            lines = _message_lines(diagnostic.message)
+            self._errors.extend(lines)
             if diagnostic.urn:
                 self._error_urns.append(diagnostic.urn)
+                self._resource_errors.extend(lines)
         if event.summary_event:
             self._summary = {str(_op_name(op)): int(n) for op, n in event.summary_event.resource_changes.items()}
         return "", None
@@ -355,6 +362,10 @@ class _EventCollector:
 
     def error_lines(self) -> tuple[str, ...]:
         return tuple(self._errors[-ERROR_LINES_KEPT:])
+
+    def cause(self) -> str | None:
+        """The last error a resource or the program reported: the line that says why."""
+        return self._resource_errors[-1].lstrip("* ") if self._resource_errors else None
 
 
 def _change(metadata) -> ResourceChange:
@@ -384,7 +395,7 @@ def _top_level(path: str) -> str:
 # Pulumi's colour markup, e.g. <{%reset%}>, which diagnostics may carry.
 _COLOUR = re.compile(r"<\{%[^%]*%\}>")
 # "  s3://bucket/.pulumi/locks/organization/fleet/staging/<id>.json: created by ci@host (pid 7) at 2025-…"
-_LOCK_HOLDER = re.compile(r"^\s*(\S+\.json): (created by .+)$", re.MULTILINE)
+_LOCK_HOLDER = re.compile(r"^\s*(\S+\.json): created by (.+) at (\S+)$", re.MULTILINE)
 
 # CLI messages that mean the environment is not set up: bad input, nothing changed.
 _ENVIRONMENT_PROBLEMS = (
