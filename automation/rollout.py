@@ -17,7 +17,7 @@ from automation.actor import Actor
 from automation.ami import select_ami
 from automation.errors import BadInput, Blocked, FleetError, ReleaseFailed, RollbackFailed
 from automation.health import ExpectedGroup, GroupHealth, check_groups, smoke_check, verify
-from automation.orphans import delete_orphans, find_orphans
+from automation.orphans import Orphans, delete_orphans, find_orphans
 from automation.plan import Plan, describe_groups, operation_mismatches, plan_mismatches
 from automation.release_state import (
     ACTIVE,
@@ -275,16 +275,19 @@ class Release:
             smoke_check(self.s.smoke_url, expected_status=self.s.smoke_status, timeout_s=self.s.verify_timeout_s)
         return health
 
-    def sweep_orphans(self, outputs: dict[str, Any] | None = None) -> None:
-        outputs = self.s.workspace.outputs() if outputs is None else outputs
+    def orphans(self, outputs: dict[str, Any]) -> Orphans:
+        """Resources tagged for this stack that the program no longer declares."""
         declared = (outputs.get("releaseGroups") or {}).values()
-        orphans = find_orphans(
+        return find_orphans(
             self.s.asg,
             self.s.ec2,
             stack=self.s.stack,
             known_asg_names={g["asgName"] for g in declared if g.get("asgName")},
             known_launch_template_ids={g["launchTemplateId"] for g in declared if g.get("launchTemplateId")},
         )
+
+    def sweep_orphans(self, outputs: dict[str, Any] | None = None) -> None:
+        orphans = self.orphans(self.s.workspace.outputs() if outputs is None else outputs)
         if not orphans.is_empty:
             self.s.progress(f"deleting orphans of {self.s.stack}: {orphans.to_dict()}")
             delete_orphans(self.s.asg, self.s.ec2, orphans)
@@ -330,14 +333,7 @@ class Release:
             check_groups(self.s.asg, self.s.elbv2, target_group_arn=outputs.get("targetGroupArn"), groups=expected)
             if expected else []
         )
-        declared = (outputs.get("releaseGroups") or {}).values()
-        orphans = find_orphans(
-            self.s.asg,
-            self.s.ec2,
-            stack=self.s.stack,
-            known_asg_names={g["asgName"] for g in declared if g.get("asgName")},
-            known_launch_template_ids={g["launchTemplateId"] for g in declared if g.get("launchTemplateId")},
-        )
+        orphans = self.orphans(outputs)
         return {
             "stack": self.s.stack,
             "url": outputs.get("url"),
