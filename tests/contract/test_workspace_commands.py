@@ -121,12 +121,16 @@ def test_up_of_stored_state_sets_no_proposed_state(project_dir, pulumi):
 
 
 def test_refresh_argv(project_dir, pulumi):
-    """refresh: --skip-preview --yes, events to the event log, the stack named."""
+    """refresh: --skip-preview --yes, events to the event log, the stack named; its summary
+    is read without --show-secrets."""
     StackWorkspace("staging", project_dir=project_dir, pulumi_command=pulumi).refresh()
     refresh = pulumi.call("refresh")
     assert refresh.argv == [
         "--non-interactive", "refresh", "--skip-preview", "--yes", "--color", "never", "--exec-kind", "auto.local",
         "--event-log", event_log(refresh.argv), "--stack", "staging",
+    ]
+    assert pulumi.call("stack history").argv == [
+        "--non-interactive", "stack", "history", "--json", "--page-size", "1", "--page", "1", "--stack", "staging",
     ]
 
 
