@@ -158,6 +158,7 @@ class ProgramRun:
     outputs: dict[str, Any]
     logs: list[str] = field(default_factory=list)
     invokes: list[tuple[str, dict]] = field(default_factory=list)
+    error: BaseException | None = None
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.resources if r.type == type_]
@@ -201,12 +202,14 @@ def run_program(
     stored_state: ReleaseState | str | None = None,
     proposed_state: ReleaseState | str | None = None,
     program: Callable[[], None] | None = None,
+    expect_failure: bool = False,
 ) -> ProgramRun:
     """Evaluate the program (or `program`) for `stack` under mocks and return what it declared.
 
     config defaults to the stack's real config files; overrides replace single keys (plain values,
     encoded like the CLI does). stored_state is what the SSM parameter holds; proposed_state is
-    handed over in the environment variable, as the release CLI does for a preview.
+    handed over in the environment variable, as the release CLI does for a preview. With
+    expect_failure the program's error is returned in the run (with what it declared) instead of raised.
     """
     values = dict(stack_config(stack) if config is None else config)
     for key, value in (overrides or {}).items():
@@ -236,6 +239,13 @@ def run_program(
             program()
         return pulumi.Output.from_input(get_root_resource().outputs).apply(outputs.update)
 
+    error: BaseException | None = None
     with _environment(PROPOSED_STATE_ENV, as_text(proposed_state)):
-        evaluate()
-    return ProgramRun(monitor.registrations, outputs, handler.messages, mocks.invokes)
+        try:
+            evaluate()
+        except Exception as raised:  # noqa: BLE001 handed to the caller with what was declared
+            error = raised
+    run = ProgramRun(monitor.registrations, outputs, handler.messages, mocks.invokes, error)
+    if error is not None and not expect_failure:
+        raise error
+    return run
