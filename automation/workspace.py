@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,15 +163,19 @@ class StackWorkspace:
         return {key: SECRET if value.secret else value.value for key, value in sorted(config.items())}
 
     def settings_hash(self) -> str:
-        """sha256 over every config key and value; a secret counts by its ciphertext
-        in Pulumi.<stack>.yaml, so changing a secret changes the hash without the
+        """sha256 over every setting: the stack's config keys and values and the
+        defaults Pulumi.yaml declares. A secret counts by its ciphertext in
+        Pulumi.<stack>.yaml, so changing a secret changes the hash without the
         hash ever depending on (or revealing) the plaintext."""
         ciphertexts = self._secret_ciphertexts()
         settings = {
-            key: {"secure": ciphertexts.get(key, SECRET)} if value == SECRET else value
-            for key, value in self.config().items()
+            "config": {
+                key: {"secure": ciphertexts.get(key, SECRET)} if value == SECRET else value
+                for key, value in self.config().items()
+            },
+            "defaults": self._project_defaults(),
         }
-        canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     # -- operations ------------------------------------------------------------
@@ -186,6 +191,7 @@ class StackWorkspace:
 
         try:
             self._run(run)
+        # The SDK raises a plain RuntimeError when the CLI ended without a summary event.
         except (CommandError, RuntimeError) as error:
             lines = events.error_lines() or _stderr_error_lines(error)
             raise PreviewFailed(
@@ -277,12 +283,14 @@ class StackWorkspace:
         )
 
     def _secret_ciphertexts(self) -> dict[str, str]:
-        path = self.project_dir / f"Pulumi.{self.stack_name}.yaml"
-        settings = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        config = settings.get("config") or {}
+        config = _yaml_file(self.project_dir / f"Pulumi.{self.stack_name}.yaml").get("config") or {}
         return {
             key: value["secure"] for key, value in config.items() if isinstance(value, dict) and "secure" in value
         }
+
+    def _project_defaults(self) -> dict[str, Any]:
+        schema = _yaml_file(self.project_dir / "Pulumi.yaml").get("config") or {}
+        return {key: spec.get("default") if isinstance(spec, dict) else spec for key, spec in schema.items()}
 
 
 class _ProposedState:
@@ -431,8 +439,14 @@ def _installed_pulumi() -> PulumiCommand:
         raise PulumiMissing(
             f"the pulumi CLI is not installed (no `pulumi` on PATH): {INSTALL_HINT}; nothing was changed"
         ) from None
-    except InvalidVersionError as error:
+    except (InvalidVersionError, OSError, subprocess.CalledProcessError) as error:
         raise PulumiMissing(f"the installed pulumi CLI is not usable: {error} ({INSTALL_HINT})") from None
+
+
+def _yaml_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
 def _plain_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:

@@ -200,6 +200,15 @@ def test_settings_hash_follows_every_setting_but_not_secret_plaintext(project_di
     assert settings_hash(project_dir, pulumi) != changed_secret
 
 
+def test_settings_hash_follows_project_defaults(project_dir, pulumi):
+    """A changed default in Pulumi.yaml is a changed setting for every stack that does not set it."""
+    project = project_dir / "Pulumi.yaml"
+    project.write_text(project.read_text() + "config:\n  instanceType:\n    type: string\n    default: t3.small\n")
+    base = settings_hash(project_dir, pulumi)
+    project.write_text(project.read_text().replace("default: t3.small", "default: t3.medium"))
+    assert settings_hash(project_dir, pulumi) != base
+
+
 def test_preview_summary_defaults(project_dir, pulumi):
     """A preview with nothing to do reports no changes and the summary's counts."""
     pulumi.events["preview"] = [prelude(), summary({"same": 12})]

@@ -57,7 +57,7 @@ def test_locked_cloud_stack_is_blocked(project_dir, pulumi):
 
 def test_failed_update_carries_failing_resources_and_error_lines(project_dir, pulumi):
     """A failed up is UpdateFailed (exit 1) naming the failing resource and the engine's
-    error, with the error lines kept for the rollback report."""
+    error, with the error lines kept for the rollback report; progress saw the step fail."""
     pulumi.answers["up"] = Answer(
         stdout="Updating (staging):\n@ updating....\n",
         stderr="error: update failed",
@@ -71,9 +71,13 @@ def test_failed_update_carries_failing_resources_and_error_lines(project_dir, pu
             summary({"create": 0}),
         ],
     )
+    seen: list[tuple[str, str]] = []
+    ws = StackWorkspace("staging", project_dir=project_dir, pulumi_command=pulumi,
+                        on_change=lambda change, phase: seen.append((phase, change.name)))
     with pytest.raises(UpdateFailed) as failed:
-        workspace(project_dir, pulumi).up()
+        ws.up()
 
+    assert seen == [("pre", "web-1.4.2-asg"), ("failed", "web-1.4.2-asg")]
     error = failed.value
     assert error.exit_code == ExitCode.FAILED
     assert [(c.op, c.type, c.name) for c in error.failed] == [("create", ASG, "web-1.4.2-asg")]
