@@ -50,7 +50,7 @@ def test_new_instance_healthy_within_about_15_seconds():
     run = run_program("integration")
     group = run.one("aws:lb/targetGroup:TargetGroup").inputs
     check = group["healthCheck"]
-    assert check["path"] == "/health"
+    assert check["path"] == "/healthz"  # what examples/app serves
     # the first check lands within one interval, then healthyThreshold passes in a row
     assert check["interval"] * check["healthyThreshold"] + check["interval"] <= 15
     assert check["timeout"] < check["interval"]
