@@ -105,7 +105,8 @@ class ReleaseGroup(pulumi.ComponentResource):
             max_size=max(settings.max_size, self.capacity),
             desired_capacity=self.capacity,
             # Inline, so the group drains an instance in the target group before terminating it.
-            # A standby group is kept warm but detached: it serves nothing until promoted.
+            # A standby group is kept warm but detached: it serves nothing until promoted. Always an
+            # explicit list: an omitted one leaves a group attached (terraform-provider-aws #39594).
             target_group_arns=[args.target_group_arn] if active else [],
             health_check_type="ELB" if active else "EC2",
             health_check_grace_period=settings.health_check_grace_period_seconds,
