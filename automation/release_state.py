@@ -36,6 +36,12 @@ OUTCOMES = (IN_FLIGHT, RELEASED, ROLLED_BACK, FAILED)
 
 MAX_GROUPS = 2
 
+# How a release moves from one release to the next (automation/strategies.py has the phases).
+REPLACE = "replace"    # the new group alone, create-before-destroy in one update
+CANARY = "canary"      # a few new instances beside the old group, held, then grown
+STANDBY_STRATEGY = "standby"  # cut over, then keep the old group warm but detached for a while
+STRATEGIES = (REPLACE, CANARY, STANDBY_STRATEGY)
+
 RELEASE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
 AMI_PATTERN = re.compile(r"^ami-[0-9a-f]{8,17}$")
 STACK_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -80,7 +86,12 @@ def check_ami(ami: Any) -> str:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return iso_utc(datetime.now(timezone.utc))
+
+
+def iso_utc(moment: datetime) -> str:
+    """An aware time as the state stores it: ISO 8601, UTC, whole seconds, Z suffix."""
+    return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def parse_time(value: str, what: str) -> datetime:
@@ -153,19 +164,51 @@ class ReleaseGroup:
 
 @dataclass(frozen=True)
 class ReleaseRecord:
-    """Who made the last change to the state, when, and how it ended."""
+    """Who made the last change to the state, when, and how it ended.
+
+    A release made of several phases (canary, standby) also records where it
+    stands, so a re-run after a crash, `fleet continue` and `fleet abort` know
+    what to do next: the strategy, the target release and AMI, the 0-based
+    index of the phase whose state the groups are, the number of phases, and
+    the end of a timed hold. Records written before these fields existed read
+    as single-phase changes.
+    """
 
     outcome: str = RELEASED
     at: str = ""
     by: str = ""
     commit: str = ""
     note: str = ""
+    strategy: str = ""
+    release: str = ""
+    ami: str = ""
+    phase: int = 0
+    phases: int = 0
+    hold_until: str = ""
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
             raise ReleaseStateError(
                 f"outcome {self.outcome!r} is unknown: expected one of {', '.join(OUTCOMES)}"
             )
+        if self.strategy and self.strategy not in STRATEGIES:
+            raise ReleaseStateError(
+                f"strategy {self.strategy!r} is unknown: expected one of {', '.join(STRATEGIES)}"
+            )
+        if self.release:
+            check_release(self.release)
+        if self.ami:
+            check_ami(self.ami)
+        for name in ("phase", "phases"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ReleaseStateError(f"record {name} {value!r} is invalid: expected a whole number >= 0")
+        if self.phases and self.phase >= self.phases:
+            raise ReleaseStateError(
+                f"record phase {self.phase} is out of range: expected an index below phases ({self.phases})"
+            )
+        if self.hold_until:
+            parse_time(self.hold_until, "record hold_until")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v}
@@ -174,13 +217,14 @@ class ReleaseRecord:
     def from_dict(cls, data: Any) -> "ReleaseRecord":
         if not isinstance(data, dict):
             raise ReleaseStateError(f"release record {data!r} is malformed: expected an object")
-        fields = {"outcome", "at", "by", "commit", "note"}
+        fields = {"outcome", "at", "by", "commit", "note", "strategy", "release", "ami", "phase", "phases", "hold_until"}
         unknown = set(data) - fields
         if unknown:
             raise ReleaseStateError(
                 f"release record has unknown field(s) {', '.join(sorted(unknown))}: expected {', '.join(sorted(fields))}"
             )
-        return cls(**{k: str(v) for k, v in data.items()})
+        # Counters stay numbers (a string "1" is refused by __post_init__); everything else is text.
+        return cls(**{k: v if k in ("phase", "phases") else str(v) for k, v in data.items()})
 
 
 @dataclass(frozen=True)

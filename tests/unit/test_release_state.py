@@ -69,3 +69,45 @@ def test_active_and_standby_views():
     assert [g.release for g in state.standby] == ["1"]
     assert state.group("1").role == STANDBY and state.group("3") is None
     assert state.active[0].role == ACTIVE
+
+
+def test_record_of_a_phased_release_round_trips():
+    """Where a canary or standby release stands survives the trip through SSM, so a re-run resumes it."""
+    record = ReleaseRecord(
+        outcome="in-flight", at="2026-01-01T00:00:00Z", strategy="canary", release="2.0.0", ami=AMI,
+        phase=1, phases=4, hold_until="2026-01-01T00:30:00Z",
+    )
+    state = ReleaseState(groups=(ReleaseGroup("1.0.0", AMI), ReleaseGroup("2.0.0", AMI, capacity=1)), record=record)
+    assert ReleaseState.from_json(state.to_json()).record == record
+    first = ReleaseRecord(outcome="in-flight", strategy="standby", release="2.0.0", ami=AMI, phase=0, phases=2)
+    assert ReleaseRecord.from_dict(json.loads(json.dumps(first.to_dict()))) == first
+
+
+def test_records_written_before_phases_still_read():
+    """Old records (no strategy, no phase) read as single-phase changes."""
+    old = ReleaseState.from_json(
+        '{"schema": 1, "groups": [{"release": "1", "ami": "ami-00000000"}],'
+        ' "record": {"outcome": "released", "at": "2025-06-01T00:00:00Z", "by": "ci", "note": "release 1"}}'
+    )
+    assert (old.record.strategy, old.record.phase, old.record.phases, old.record.hold_until) == ("", 0, 0, "")
+
+
+@pytest.mark.parametrize(
+    "record, fragment",
+    [
+        ({"strategy": "blue-green"}, "strategy 'blue-green' is unknown"),
+        ({"phase": "1", "phases": 2}, "phase '1' is invalid"),
+        ({"phase": -1}, "phase -1 is invalid"),
+        ({"phase": 2, "phases": 2}, "phase 2 is out of range"),
+        ({"release": "2 0"}, "'2 0' is malformed"),
+        ({"ami": "ami-nothex"}, "'ami-nothex' is malformed"),
+        ({"hold_until": "tomorrow"}, "hold_until 'tomorrow' is malformed"),
+        ({"phase_index": 1}, "unknown field(s) phase_index"),
+    ],
+)
+def test_malformed_record_is_one_line_error(record, fragment):
+    """A record the orchestrator could not resume from is refused, naming the bad value."""
+    with pytest.raises(ReleaseStateError) as error:
+        ReleaseRecord.from_dict(record)
+    assert fragment in str(error.value)
+    assert "\n" not in str(error.value)
