@@ -45,15 +45,15 @@ class Assumptions:
     def describe(self, settings: dict[str, int]) -> tuple[str, ...]:
         interval, healthy = settings["healthCheckIntervalSeconds"], settings["healthyThreshold"]
         return (
-            f"an instance launches, boots and warms up its application in {_clock(self.launch_seconds)} (estimate)",
-            f"a Pulumi update adds {_clock(self.update_seconds)} of its own (estimate)",
-            f"a healthy instance passes {healthy} checks {interval}s apart: {_clock(interval * healthy)} "
+            f"an instance launches, boots and warms up its application in {duration_text(self.launch_seconds)} (estimate)",
+            f"a Pulumi update adds {duration_text(self.update_seconds)} of its own (estimate)",
+            f"a healthy instance passes {healthy} checks {interval}s apart: {duration_text(interval * healthy)} "
             "after it answers (healthCheckIntervalSeconds x healthyThreshold)",
-            f"an instance leaving the target group drains for {_clock(settings['deregistrationDelaySeconds'])} "
+            f"an instance leaving the target group drains for {duration_text(settings['deregistrationDelaySeconds'])} "
             "(deregistrationDelaySeconds)",
-            f"removed instances terminate in {_clock(self.terminate_seconds)} (estimate)",
+            f"removed instances terminate in {duration_text(self.terminate_seconds)} (estimate)",
             f"a failing instance is out of the target group after "
-            f"{_clock(interval * settings['unhealthyThreshold'])} (healthCheckIntervalSeconds x unhealthyThreshold)",
+            f"{duration_text(interval * settings['unhealthyThreshold'])} (healthCheckIntervalSeconds x unhealthyThreshold)",
             f"a group without its own capacity runs desiredCapacity = {settings['desiredCapacity']} instances",
             "instances of one phase launch in parallel; verification time after the update is not counted",
         )
@@ -116,11 +116,11 @@ class Timeline:
             return f"{title}: nothing to do"
         lines = [f"{title}:", f"  {'phase':<15} {'duration':>14} {'instances':>9} {'serving':>7}  made of"]
         for p in self.phases:
-            duration = "until continue" if p.open_ended else _clock(p.seconds)
-            made_of = " + ".join(f"{step} {_clock(seconds)}" for step, seconds in p.steps) or "-"
+            duration = "until continue" if p.open_ended else duration_text(p.seconds)
+            made_of = " + ".join(f"{step} {duration_text(seconds)}" for step, seconds in p.steps) or "-"
             lines.append(f"  {p.name:<15} {duration:>14} {p.instances:>9} {p.serving:>7}  {made_of}")
         extra = " + the hold until `fleet continue`" if self.open_ended else ""
-        lines.append(f"  total {_clock(self.total_seconds)}{extra}; at most {self.peak_instances} instances at once")
+        lines.append(f"  total {duration_text(self.total_seconds)}{extra}; at most {self.peak_instances} instances at once")
         return "\n".join(lines)
 
 
@@ -206,7 +206,8 @@ def _size(capacity: int | None, desired: int) -> int:
     return desired if capacity is None else capacity
 
 
-def _clock(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """Seconds as people read a duration: 45s, 3m05s."""
     whole = int(round(seconds))
     minutes, rest = divmod(whole, 60)
     return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"

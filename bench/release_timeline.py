@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from automation.release_state import STRATEGIES, ReleaseGroup, ReleaseState  # noqa: E402
 from automation.strategies import release_phases  # noqa: E402
-from automation.timeline import SETTINGS_USED, Timeline, predict, predict_rollback  # noqa: E402
+from automation.timeline import SETTINGS_USED, Timeline, duration_text, predict, predict_rollback  # noqa: E402
 
 STACKS = ("integration", "staging", "production")
 AWS_DEFAULTS = {"healthCheckIntervalSeconds": 30, "healthyThreshold": 5, "deregistrationDelaySeconds": 300}
@@ -49,11 +49,6 @@ def serving_again(rollback: Timeline) -> float:
     return total
 
 
-def clock(seconds: float) -> str:
-    minutes, rest = divmod(int(round(seconds)), 60)
-    return f"{minutes:2d}m{rest:02d}s"
-
-
 def main() -> None:
     header = (
         f"{'stack':<12} {'strategy':<9} | {'release':>8} {'rollback':>8} {'serving':>8} | "
@@ -73,7 +68,8 @@ def main() -> None:
                 release = predict(phases, settings, base=BASE)
                 rollback = predict_rollback(phases[-1].state, settings, previous=BASE, now=NOW)
                 cells.append(
-                    f"{clock(release.total_seconds):>8} {clock(rollback.total_seconds):>8} {clock(serving_again(rollback)):>8}"
+                    f"{duration_text(release.total_seconds):>8} {duration_text(rollback.total_seconds):>8} "
+                    f"{duration_text(serving_again(rollback)):>8}"
                 )
                 assumptions = assumptions or release.assumptions
             print(f"{stack:<12} {strategy:<9} | {cells[0]} | {cells[1]} | {release.peak_instances}")
