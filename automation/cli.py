@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import sys
 import traceback
+from pathlib import Path
 
 import typer
 
 from automation import __version__
 from automation.cli_ami import ami_app
-from automation.errors import ExitCode, FleetError
+from automation import services
+from automation.errors import Blocked, ExitCode, FleetError
+from automation.output import Output
+from automation.plan import Plan, describe_groups
 from automation.release_state import ReleaseStateError
+from automation.render import render_history, render_plan, render_status
+from automation.rollout import DEFAULT_VERIFY_TIMEOUT_S, choose_group, promotable_group
 
 app = typer.Typer(
     name="fleet",
@@ -42,6 +48,165 @@ def root(
 ) -> None:
     global _debug
     _debug = debug
+
+
+# -- release commands ---------------------------------------------------------------
+
+JsonOption = typer.Option(False, "--json", help="Print one JSON document with stable fields (progress goes to stderr).")
+YesOption = typer.Option(False, "--yes", help="Do not ask for confirmation (CI). Gated stacks still need --plan.")
+PlanOption = typer.Option(None, "--plan", help="The approved plan file written by `fleet preview --out`.")
+VerifyTimeoutOption = typer.Option(DEFAULT_VERIFY_TIMEOUT_S, "--verify-timeout", min=1, help="Seconds to wait for all instances healthy.")
+SmokeUrlOption = typer.Option(None, "--smoke-url", help="After the update, GET this URL until it answers --smoke-status.")
+SmokeStatusOption = typer.Option(200, "--smoke-status", help="The HTTP status --smoke-url must answer.")
+AppOption = typer.Option(None, "--app", help="Application name of the AMIs (default: the stack's fleet:appName, else web).")
+
+
+def _release(stack: str, out: Output, verify_timeout: float = DEFAULT_VERIFY_TIMEOUT_S,
+             smoke_url: str | None = None, smoke_status: int = 200):
+    return services.open_release(stack, progress=out.progress, verify_timeout_s=verify_timeout,
+                                 smoke_url=smoke_url, smoke_status=smoke_status)
+
+
+def _confirm(stack: str, yes: bool, out: Output):
+    """How a non-gated change is confirmed: --yes, a person at a terminal, or refused."""
+    if yes:
+        return None
+
+    def ask(plan) -> bool:
+        if not sys.stdin.isatty():
+            raise Blocked(f"stack {stack}: a change needs confirmation; pass --yes (CI) or run on a terminal")
+        out.progress(render_plan(plan))
+        return typer.confirm("Apply this change?", default=False, err=True)
+
+    return ask
+
+
+def _group(release, stack: str, version: str | None, ami: str | None, app: str | None):
+    config = release.s.workspace.config()
+    return choose_group(
+        release.s.ec2,
+        release=version,
+        ami_id=ami,
+        app=app or config.get("fleet:appName") or "web",
+        instance_type=config.get("fleet:instanceType"),
+    )
+
+
+def _print_outcome(out: Output, outcome) -> None:
+    out.result(outcome.to_dict(), text=f"{outcome.stack}: {outcome.outcome} — " + (
+        ", ".join(f"{g.release} ({g.ami}, {g.role})" for g in outcome.state.groups) or "no release groups"))
+
+
+@app.command()
+def preview(
+    stack: str = typer.Argument(..., help="integration, staging or production"),
+    version: str = typer.Option(None, "--release", help="Version to preview (its AMI is selected)."),
+    ami: str = typer.Option(None, "--ami", help="Explicit AMI id to preview."),
+    out_file: Path = typer.Option(None, "--out", help="Write the plan file a gated deploy needs."),
+    app_name: str = AppOption,
+    json_mode: bool = JsonOption,
+) -> None:
+    """Show the resource diff a deploy (or, without --release/--ami, an apply) would make. Changes nothing."""
+    out = Output(json_mode)
+    release = _release(stack, out)
+    proposed = release.proposal(_group(release, stack, version, ami, app_name)) if (version or ami) else None
+    plan = release.preview(proposed)
+    if out_file:
+        plan.save(out_file)
+        out.progress(f"plan written to {out_file}")
+    out.result(plan.to_dict(), text=render_plan(plan))
+
+
+@app.command()
+def deploy(
+    stack: str = typer.Argument(..., help="integration, staging or production"),
+    version: str = typer.Option(None, "--release", help="Version to release (its AMI is selected)."),
+    ami: str = typer.Option(None, "--ami", help="Explicit AMI id to release."),
+    plan_file: Path = PlanOption,
+    yes: bool = YesOption,
+    app_name: str = AppOption,
+    verify_timeout: float = VerifyTimeoutOption,
+    smoke_url: str = SmokeUrlOption,
+    smoke_status: int = SmokeStatusOption,
+    json_mode: bool = JsonOption,
+) -> None:
+    """Release a version: new group created and healthy before the old one goes; rolls back by itself."""
+    out = Output(json_mode)
+    plan = Plan.load(plan_file) if plan_file else None
+    release = _release(stack, out, verify_timeout, smoke_url, smoke_status)
+    group = _group(release, stack, version, ami, app_name)
+    _print_outcome(out, release.deploy(group, plan=plan, confirm=_confirm(stack, yes, out)))
+
+
+@app.command()
+def rollback(
+    stack: str = typer.Argument(..., help="integration, staging or production"),
+    to: str = typer.Option(None, "--to", help="Version to go back to (default: the previous release)."),
+    yes: bool = YesOption,
+    verify_timeout: float = VerifyTimeoutOption,
+    json_mode: bool = JsonOption,
+) -> None:
+    """Go back to the previous (or named) release, create-before-destroy like a deploy."""
+    out = Output(json_mode)
+    release = _release(stack, out, verify_timeout)
+    target = release.rollback_target(to)
+    _print_outcome(out, release.change(target, what=f"rollback to {describe_groups(target)}",
+                                       confirm=_confirm(stack, yes, out)))
+
+
+@app.command()
+def apply(
+    stack: str = typer.Argument(..., help="integration, staging or production"),
+    plan_file: Path = PlanOption,
+    yes: bool = YesOption,
+    verify_timeout: float = VerifyTimeoutOption,
+    json_mode: bool = JsonOption,
+) -> None:
+    """Converge the stack to its current release state (what `pulumi up` does), then verify."""
+    out = Output(json_mode)
+    plan = Plan.load(plan_file) if plan_file else None
+    release = _release(stack, out, verify_timeout)
+    _print_outcome(out, release.apply(plan=plan, confirm=_confirm(stack, yes, out)))
+
+
+@app.command()
+def status(
+    stack: str = typer.Argument(..., help="integration, staging or production"),
+    json_mode: bool = JsonOption,
+) -> None:
+    """Live releases, AMIs, in-service and healthy counts, URL, last outcome, pending and orphans."""
+    out = Output(json_mode)
+    report = _release(stack, out).status()
+    out.result(report, text=render_status(report))
+
+
+@app.command()
+def history(
+    stack: str = typer.Argument(..., help="integration, staging or production"),
+    json_mode: bool = JsonOption,
+) -> None:
+    """Every release of the stack: version, AMI, when, who, outcome."""
+    out = Output(json_mode)
+    entries = _release(stack, out).history()
+    out.result({"stack": stack, "history": entries}, text=render_history(stack, entries))
+
+
+@app.command()
+def promote(
+    source: str = typer.Option(..., "--from", help="Stack whose live release is promoted."),
+    target: str = typer.Option(..., "--to", help="Stack that receives it, through its own gate."),
+    plan_file: Path = PlanOption,
+    yes: bool = YesOption,
+    verify_timeout: float = VerifyTimeoutOption,
+    json_mode: bool = JsonOption,
+) -> None:
+    """Release the AMI that runs in one stack to the next, after checking it succeeded there."""
+    out = Output(json_mode)
+    group = promotable_group(source, _release(source, out).live())
+    plan = Plan.load(plan_file) if plan_file else None
+    release = _release(target, out, verify_timeout)
+    group = _group(release, target, group.release, group.ami, None)
+    _print_outcome(out, release.deploy(group, plan=plan, confirm=_confirm(target, yes, out)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -375,10 +375,11 @@ class Release:
 
 def promotable_group(source_stack: str, source: ReleaseState) -> ReleaseGroup:
     """The release a stack runs, if its last release there succeeded and is complete."""
+    if source.is_empty:
+        raise Blocked(f"stack {source_stack} has no release to promote")
     if source.record.outcome != RELEASED:
         raise Blocked(
             f"stack {source_stack} has no successful release to promote: its last change ended {source.record.outcome!r}"
-            if not source.is_empty else f"stack {source_stack} has no release to promote"
         )
     full = [g for g in source.active if g.capacity is None]
     if len(source.active) != 1 or len(full) != 1:
