@@ -57,5 +57,7 @@ def test_bad_bake_input_is_one_line_exit_2_and_launches_nothing(aws, script, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("fleet: ")
     assert expected in err
-    assert all_instances(world.clients.ec2) == [] and all_instances(client("ec2", "eu-west-1")) == []
+    assert all_instances(world.clients.ec2) == []
+    if "eu-west-1" in argv:
+        assert all_instances(client("ec2", "eu-west-1")) == []
     assert builder_security_groups(world.clients.ec2) == []
