@@ -146,11 +146,15 @@ def _describe_groups(asg, names: list[str]) -> dict[str, dict[str, Any]]:
     return described
 
 
-def _target_states(elbv2, target_group_arn: str | None) -> dict[str, dict[str, Any]]:
-    """Every registered target's TargetHealth (State, Reason, Description), by instance id."""
+def _target_states(elbv2, target_group_arn: str | None) -> dict[str, dict[str, Any]] | None:
+    """Every registered target's TargetHealth (State, Reason, Description), by instance id;
+    None when the target group does not exist."""
     if not target_group_arn:
         return {}
-    response = elbv2.describe_target_health(TargetGroupArn=target_group_arn)
+    try:
+        response = elbv2.describe_target_health(TargetGroupArn=target_group_arn)
+    except elbv2.exceptions.TargetGroupNotFoundException:
+        return None
     return {d["Target"]["Id"]: d.get("TargetHealth", {}) for d in response["TargetHealthDescriptions"]}
 
 
@@ -161,7 +165,7 @@ def _group_health(
     expected: ExpectedGroup,
     group: dict[str, Any] | None,
     target_group_arn: str | None,
-    targets: dict[str, dict[str, Any]],
+    targets: dict[str, dict[str, Any]] | None,
 ) -> GroupHealth:
     name = expected.asg_name
     if group is None:
@@ -178,6 +182,9 @@ def _group_health(
     attached_to = set(group.get("TargetGroupARNs") or ())
     if expected.attached and not target_group_arn:
         problems.append(f"asg {name}: no target group ARN to check its instances against")
+    elif targets is None:
+        problems.append(f"asg {name}: target group {target_group_arn} not found")
+        targets = {}
     elif expected.attached and target_group_arn not in attached_to:
         problems.append(f"asg {name}: not attached to target group {target_group_arn}")
     elif not expected.attached and target_group_arn in attached_to:

@@ -124,6 +124,16 @@ def test_missing_asg_is_a_problem_not_a_crash(fleet):
 
 
 @pytest.mark.aws
+def test_missing_target_group_is_a_problem_not_a_crash(fleet):
+    """A target group that no longer exists fails the active group with its ARN named."""
+    outputs, asg, elbv2, _ = fleet
+    gone = outputs["targetGroupArn"].replace(outputs["targetGroupArn"].rsplit("/", 1)[-1], "0123456789abcdef")
+    [health] = check_groups(asg, elbv2, target_group_arn=gone, groups=expected(outputs))
+    assert f"asg {health.asg_name}: target group {gone} not found" in health.problems
+    assert health.healthy == 0
+
+
+@pytest.mark.aws
 def test_desired_capacity_below_expected_is_a_problem(fleet):
     """An ASG scaled down below the group's capacity fails even if all its instances are healthy."""
     outputs, asg, elbv2, _ = fleet
