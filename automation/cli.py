@@ -17,10 +17,11 @@ from automation.cli_ami import ami_app
 from automation import services
 from automation.errors import Blocked, ExitCode, FleetError
 from automation.output import Output
-from automation.plan import Plan, describe_groups
+from automation.plan import Plan
 from automation.release_state import ReleaseStateError
 from automation.render import render_history, render_plan, render_status
-from automation.rollout import DEFAULT_VERIFY_TIMEOUT_S, choose_group, promotable_group
+from automation.release_state import REPLACE
+from automation.rollout import DEFAULT_VERIFY_TIMEOUT_S, Strategy, choose_group, promotable_group
 
 app = typer.Typer(
     name="fleet",
@@ -59,6 +60,15 @@ VerifyTimeoutOption = typer.Option(DEFAULT_VERIFY_TIMEOUT_S, "--verify-timeout",
 SmokeUrlOption = typer.Option(None, "--smoke-url", help="After the update, GET this URL until it answers --smoke-status.")
 SmokeStatusOption = typer.Option(200, "--smoke-status", help="The HTTP status --smoke-url must answer.")
 AppOption = typer.Option(None, "--app", help="Application name of the AMIs (default: the stack's fleet:appName, else web).")
+StrategyOption = typer.Option(REPLACE, "--strategy", help="replace | canary | standby (see docs/strategies.md).")
+CanaryOption = typer.Option(1, "--canary", help="canary: instances of the new release beside the old fleet.")
+HoldOption = typer.Option(0.0, "--hold", help="canary: minutes to watch alarms before growing (0 = until `fleet continue`).")
+StandbyOption = typer.Option(60.0, "--standby-minutes", help="standby: minutes the old group stays warm for instant rollback.")
+AlarmOption = typer.Option([], "--alarm", help="Another CloudWatch alarm that aborts the release (repeatable).")
+
+
+def _strategy(name: str, canary: int, hold: float, standby_minutes: float, alarms: list[str]) -> Strategy:
+    return Strategy(name=name, canary=canary, hold_minutes=hold, standby_minutes=standby_minutes, alarms=tuple(alarms))
 
 
 def _release(stack: str, out: Output, verify_timeout: float = DEFAULT_VERIFY_TIMEOUT_S,
@@ -93,8 +103,9 @@ def _group(release, stack: str, version: str | None, ami: str | None, app: str |
 
 
 def _print_outcome(out: Output, outcome) -> None:
-    out.result(outcome.to_dict(), text=f"{outcome.stack}: {outcome.outcome} — " + (
-        ", ".join(f"{g.release} ({g.ami}, {g.role})" for g in outcome.state.groups) or "no release groups"))
+    text = f"{outcome.stack}: {outcome.outcome} — " + (
+        ", ".join(f"{g.release} ({g.ami}, {g.role})" for g in outcome.state.groups) or "no release groups")
+    out.result(outcome.to_dict(), text=text + (f"\n{outcome.note}" if outcome.note else ""))
 
 
 @app.command()
@@ -104,13 +115,18 @@ def preview(
     ami: str = typer.Option(None, "--ami", help="Explicit AMI id to preview."),
     out_file: Path = typer.Option(None, "--out", help="Write the plan file a gated deploy needs."),
     app_name: str = AppOption,
+    strategy: str = StrategyOption,
+    canary: int = CanaryOption,
+    hold: float = HoldOption,
+    standby_minutes: float = StandbyOption,
     json_mode: bool = JsonOption,
 ) -> None:
-    """Show the resource diff a deploy (or, without --release/--ami, an apply) would make. Changes nothing."""
+    """Show the resource diff and release timeline a deploy (or, without --release/--ami, an apply)
+    would make. Changes nothing."""
     out = Output(json_mode)
     release = _release(stack, out)
-    proposed = release.proposal(_group(release, stack, version, ami, app_name)) if (version or ami) else None
-    plan = release.preview(proposed)
+    group = _group(release, stack, version, ami, app_name) if (version or ami) else None
+    plan = release.preview(group, _strategy(strategy, canary, hold, standby_minutes, []))
     if out_file:
         plan.save(out_file)
         out.progress(f"plan written to {out_file}")
@@ -125,6 +141,11 @@ def deploy(
     plan_file: Path = PlanOption,
     yes: bool = YesOption,
     app_name: str = AppOption,
+    strategy: str = StrategyOption,
+    canary: int = CanaryOption,
+    hold: float = HoldOption,
+    standby_minutes: float = StandbyOption,
+    alarm: list[str] = AlarmOption,
     verify_timeout: float = VerifyTimeoutOption,
     smoke_url: str = SmokeUrlOption,
     smoke_status: int = SmokeStatusOption,
@@ -135,7 +156,8 @@ def deploy(
     plan = Plan.load(plan_file) if plan_file else None
     release = _release(stack, out, verify_timeout, smoke_url, smoke_status)
     group = _group(release, stack, version, ami, app_name)
-    _print_outcome(out, release.deploy(group, plan=plan, confirm=_confirm(stack, yes, out)))
+    chosen = _strategy(strategy, canary, hold, standby_minutes, alarm)
+    _print_outcome(out, release.deploy(group, strategy=chosen, plan=plan, confirm=_confirm(stack, yes, out)))
 
 
 @app.command()
@@ -146,12 +168,44 @@ def rollback(
     verify_timeout: float = VerifyTimeoutOption,
     json_mode: bool = JsonOption,
 ) -> None:
-    """Go back to the previous (or named) release, create-before-destroy like a deploy."""
+    """Back to the standby group (no boot), or the previous (or named) release create-before-destroy."""
     out = Output(json_mode)
     release = _release(stack, out, verify_timeout)
-    target = release.rollback_target(to)
-    _print_outcome(out, release.change(target, what=f"rollback to {describe_groups(target)}",
-                                       confirm=_confirm(stack, yes, out)))
+    _print_outcome(out, release.rollback(to, confirm=_confirm(stack, yes, out)))
+
+
+@app.command(name="continue")
+def continue_(
+    stack: str = typer.Argument(..., help="integration, staging or production"),
+    alarm: list[str] = AlarmOption,
+    verify_timeout: float = VerifyTimeoutOption,
+    json_mode: bool = JsonOption,
+) -> None:
+    """Go on with a held canary release: grow it to full size, then retire the old group."""
+    out = Output(json_mode)
+    _print_outcome(out, _release(stack, out, verify_timeout).continue_release(tuple(alarm)))
+
+
+@app.command()
+def abort(
+    stack: str = typer.Argument(..., help="integration, staging or production"),
+    verify_timeout: float = VerifyTimeoutOption,
+    json_mode: bool = JsonOption,
+) -> None:
+    """Roll back the release in flight, at whatever phase it is."""
+    out = Output(json_mode)
+    _print_outcome(out, _release(stack, out, verify_timeout).abort())
+
+
+@app.command()
+def cleanup(
+    stack: str = typer.Argument(..., help="integration, staging or production"),
+    verify_timeout: float = VerifyTimeoutOption,
+    json_mode: bool = JsonOption,
+) -> None:
+    """Remove standby groups whose time is up."""
+    out = Output(json_mode)
+    _print_outcome(out, _release(stack, out, verify_timeout).cleanup())
 
 
 @app.command()
@@ -206,7 +260,7 @@ def promote(
     plan = Plan.load(plan_file) if plan_file else None
     release = _release(target, out, verify_timeout)
     group = _group(release, target, group.release, group.ami, None)
-    _print_outcome(out, release.deploy(group, plan=plan, confirm=_confirm(target, yes, out)))
+    _print_outcome(out, release.deploy(group, strategy=Strategy(), plan=plan, confirm=_confirm(target, yes, out)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from automation.plan import Plan, describe_groups
+from automation.timeline import Timeline
 
 SYMBOLS = {
     "create": "+", "create-replacement": "++", "update": "~", "replace": "+-",
@@ -35,6 +36,15 @@ def render_plan(plan: Plan) -> str:
     for op, _, _ in plan.operations:
         counts[op] = counts.get(op, 0) + 1
     lines.append("summary: " + (", ".join(f"{n} to {op}" for op, n in sorted(counts.items())) or "no changes"))
+    phases = plan.extra.get("phases") or []
+    if len(phases) > 1:
+        lines.append(f"strategy {plan.extra.get('strategy')}: " + " -> ".join(p["name"] for p in phases)
+                     + " (the diff above is the first phase's update)")
+    for key, title in (("timeline", "release timeline"), ("rollback_timeline", "rollback timeline")):
+        if plan.extra.get(key):
+            timeline = Timeline.from_dict(plan.extra[key])
+            lines.append(timeline.render(title))
+            lines.extend(f"  assumes {a}" for a in timeline.assumptions if key == "timeline")
     return "\n".join(lines)
 
 

@@ -1,19 +1,23 @@
 """The phases of a release: preview → apply → verify → (on failure) roll back.
 
-Every change goes through the same steps: write the target release state to
-SSM (outcome in-flight), run one Pulumi update of exactly that state, verify
-with boto3, then record the outcome. Pulumi creates the new release group
-before it deletes the old one, so the old release serves until the new one is
-healthy. When the update or the verification fails, the last settled state is
-written back, applied and verified, and orphans are swept. A crash anywhere
-leaves an in-flight record in SSM; re-running the command resumes from it.
+A release is a sequence of phases (automation/strategies.py); each phase is one
+release state. For every phase fleet writes that state to SSM (outcome
+in-flight, with the strategy and phase index), runs one Pulumi update of
+exactly that state, and verifies it with boto3. Pulumi creates new release
+groups before it deletes old ones, so the old release serves until the new one
+is healthy. When an update or a verification fails, the rollback phases bring
+the last settled state back, verify it and sweep orphans. A crash anywhere
+leaves an in-flight record in SSM: re-running the command resumes from it, and
+another command first finishes or undoes it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
 from automation.actor import Actor
+from automation.alarms import alarms_in_alarm, watch
 from automation.ami import select_ami
 from automation.errors import BadInput, Blocked, FleetError, ReleaseFailed, RollbackFailed
 from automation.health import ExpectedGroup, GroupHealth, check_groups, smoke_check, verify
@@ -24,17 +28,21 @@ from automation.release_state import (
     FAILED,
     IN_FLIGHT,
     RELEASED,
+    REPLACE,
     ROLLED_BACK,
     ReleaseGroup,
     ReleaseRecord,
     ReleaseState,
     check_release,
-    utc_now,
+    iso_utc,
 )
 from automation.state_store import StateStore
+from automation.strategies import Phase, expire_standby, release_phases, rollback_phases
+from automation.timeline import predict, predict_rollback
 
 APPROVAL_SETTING = "fleet:requireApprovedPlan"
 DEFAULT_VERIFY_TIMEOUT_S = 300.0
+HELD = "held"
 
 
 class Workspace(Protocol):
@@ -57,11 +65,24 @@ class Services:
     asg: Any
     elbv2: Any
     ec2: Any
+    cloudwatch: Any
     actor: Actor
     progress: Callable[[str], None] = lambda message: None
     verify_timeout_s: float = DEFAULT_VERIFY_TIMEOUT_S
     smoke_url: str | None = None
     smoke_status: int = 200
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How a release moves traffic: `fleet deploy --strategy … --canary … --hold … --standby-minutes … --alarm …`."""
+
+    name: str = REPLACE
+    canary: int = 1
+    hold_minutes: float = 0
+    standby_minutes: float = 60
+    alarms: tuple[str, ...] = ()
 
 
 @dataclass
@@ -69,7 +90,7 @@ class Outcome:
     """What a command did, in stable fields for --json."""
 
     stack: str
-    outcome: str                       # released | unchanged | rolled-back
+    outcome: str                       # released | unchanged | held | rolled-back
     state: ReleaseState
     health: list[GroupHealth] = field(default_factory=list)
     note: str = ""
@@ -100,9 +121,11 @@ def requires_approved_plan(config: dict[str, str]) -> bool:
     return str(config.get(APPROVAL_SETTING, "false")).lower() == "true"
 
 
-def replace_with(base: ReleaseState, group: ReleaseGroup) -> ReleaseState:
-    """The create-before-destroy target: the new group alone (the old ones leave the program)."""
-    return ReleaseState(groups=(group,))
+def same_shape(a: ReleaseState, b: ReleaseState) -> bool:
+    """The same groups, roles and capacities; a standby's expiry time may differ."""
+    def shape(state: ReleaseState):
+        return [(g.release, g.ami, g.role, g.capacity) for g in state.groups]
+    return shape(a) == shape(b)
 
 
 class Release:
@@ -125,18 +148,45 @@ class Release:
                 return stored.state
         return ReleaseState()
 
-    def record(self, outcome: str, note: str = "") -> ReleaseRecord:
-        return ReleaseRecord(outcome=outcome, at=utc_now(), by=self.s.actor.by, commit=self.s.actor.commit, note=note)
+    def settings(self) -> dict[str, Any]:
+        """The effective settings the program exported (empty before the first update)."""
+        return dict(self.s.workspace.outputs().get("settings") or {})
+
+    def record(self, outcome: str, note: str = "", **progress: Any) -> ReleaseRecord:
+        return ReleaseRecord(
+            outcome=outcome, at=iso_utc(self.s.now()), by=self.s.actor.by, commit=self.s.actor.commit, note=note, **progress
+        )
+
+    def phases(self, base: ReleaseState, group: ReleaseGroup, strategy: Strategy) -> tuple[Phase, ...]:
+        desired = self.settings().get("desiredCapacity")
+        return release_phases(
+            base,
+            group,
+            strategy=strategy.name,
+            canary=strategy.canary,
+            hold_minutes=strategy.hold_minutes,
+            standby_minutes=strategy.standby_minutes,
+            now=self.s.now(),
+            desired_capacity=int(desired) if desired is not None else None,
+        )
 
     # -- preview -------------------------------------------------------------
 
-    def preview(self, proposed: ReleaseState | None = None) -> Plan:
-        """A real preview of the proposed state (default: the live one); nothing is changed."""
-        live = self.live()
-        base = self.settled(live)
-        target = base if proposed is None else proposed
+    def preview(self, group: ReleaseGroup | None = None, strategy: Strategy = Strategy()) -> Plan:
+        """A real preview of the first update a deploy (or, without a group, an apply) makes,
+        with the release timeline; nothing is changed."""
+        base = self.settled(self.live())
+        phases = self.phases(base, group, strategy) if group is not None else (Phase("apply", base, verify=True),)
+        target = phases[0].state if phases else base
         self.s.progress(f"previewing {self.s.stack}: {describe_groups(base)} -> {describe_groups(target)}")
         result = self.s.workspace.preview(target)
+        extra: dict[str, Any] = {"strategy": strategy.name, "phases": [p.to_dict() for p in phases]}
+        settings = self.settings()
+        if settings and phases:
+            extra["timeline"] = predict(phases, settings, base=base).to_dict()
+            final = phases[-1].state
+            if not final.same_groups(base):
+                extra["rollback_timeline"] = predict_rollback(final, settings, previous=base, now=self.s.now()).to_dict()
         return Plan(
             stack=self.s.stack,
             proposed=target,
@@ -145,96 +195,159 @@ class Release:
             operations=tuple(result.operations()),
             changes=tuple(result.to_dict()["changes"]),
             created_by=self.s.actor.by,
+            extra=extra,
         )
 
     # -- gate ----------------------------------------------------------------
 
-    def gate(self, proposed: ReleaseState, base: ReleaseState, plan: Plan | None,
-             confirm: Callable[[Plan], bool] | None) -> None:
+    def gate(self, phases: tuple[Phase, ...], base: ReleaseState, plan: Plan | None,
+             confirm: Callable[[Plan], bool] | None, strategy: Strategy = Strategy()) -> None:
         """Refuse (Blocked, exit 3) anything a person has not seen when the stack requires it."""
-        if requires_approved_plan(self.s.workspace.config()):
-            if plan is None:
-                raise Blocked(
-                    f"stack {self.s.stack} deploys only an approved plan: run `fleet preview {self.s.stack} … --out PLAN.json`, "
-                    "have it approved, then pass --plan PLAN.json"
-                )
-            problems = plan_mismatches(
-                plan, stack=self.s.stack, proposed=proposed, base=base, settings_hash=self.s.workspace.settings_hash()
+        proposed = phases[0].state
+        gated = requires_approved_plan(self.s.workspace.config())
+        if gated and plan is None:
+            raise Blocked(
+                f"stack {self.s.stack} deploys only an approved plan: run `fleet preview {self.s.stack} … --out PLAN.json`, "
+                "have it approved, then pass --plan PLAN.json"
             )
-            if not problems:
-                fresh = self.s.workspace.preview(proposed)
-                problems = operation_mismatches(plan.operations, fresh.operations())
-            if problems:
-                raise Blocked(f"plan refused for stack {self.s.stack}: " + "; ".join(problems))
-            self.s.progress(f"plan approved by preview of {plan.created_by or 'unknown'} at {plan.created_at} matches")
-            return
         if plan is not None:
             problems = plan_mismatches(
                 plan, stack=self.s.stack, proposed=proposed, base=base, settings_hash=self.s.workspace.settings_hash()
             )
+            planned_phases = [p.get("name") for p in plan.extra.get("phases", [])]
+            if planned_phases and planned_phases != [p.name for p in phases]:
+                problems.append(f"the plan's phases are {planned_phases}, this deploy's are {[p.name for p in phases]}")
+            if not problems and gated:
+                fresh = self.s.workspace.preview(proposed)
+                problems = operation_mismatches(plan.operations, fresh.operations())
             if problems:
                 raise Blocked(f"plan refused for stack {self.s.stack}: " + "; ".join(problems))
+            self.s.progress(f"plan previewed by {plan.created_by or 'unknown'} at {plan.created_at} matches")
             return
-        if confirm is not None:
-            preview = self.preview(proposed)
-            if not confirm(preview):
-                raise Blocked(f"not confirmed: nothing changed on stack {self.s.stack}")
+        self.confirm(phases, base, confirm, strategy)
 
-    # -- changing ------------------------------------------------------------
+    def confirm(self, phases: tuple[Phase, ...], base: ReleaseState, confirm: Callable[[Plan], bool] | None,
+                strategy: Strategy = Strategy()) -> None:
+        """Show the diff of the first update and ask (when a person is asked at all)."""
+        if confirm is None:
+            return
+        preview = self.s.workspace.preview(phases[0].state)
+        shown = Plan(
+            stack=self.s.stack, proposed=phases[0].state, base=base, settings_hash="",
+            operations=tuple(preview.operations()), changes=tuple(preview.to_dict()["changes"]),
+            extra={"strategy": strategy.name, "phases": [p.to_dict() for p in phases]},
+        )
+        if not confirm(shown):
+            raise Blocked(f"not confirmed: nothing changed on stack {self.s.stack}")
 
-    def change(self, proposed: ReleaseState, *, what: str, plan: Plan | None = None,
-               confirm: Callable[[Plan], bool] | None = None) -> Outcome:
-        """Bring the stack to `proposed` safely; roll back to the settled state on failure."""
-        live = self.live()
-        base = self.settled(live)
-        if live.record.outcome == IN_FLIGHT:
-            if live.same_groups(proposed):
-                self.s.progress(f"resuming an unfinished change of {self.s.stack} to {describe_groups(proposed)}")
-            else:
-                self.s.progress(
-                    f"an unfinished change of {self.s.stack} to {describe_groups(live)} is superseded; "
-                    f"starting from the last settled state: {describe_groups(base)}"
-                )
-        self.gate(proposed, base, plan, confirm)
-        self.s.progress(f"{what}: {describe_groups(base)} -> {describe_groups(proposed)}")
-        self.s.store.write(self.s.stack, proposed.with_record(self.record(IN_FLIGHT, what)))
+    # -- running phases --------------------------------------------------------
+
+    def run(self, phases: tuple[Phase, ...], *, base: ReleaseState, what: str, outcome: str = RELEASED,
+            meta: dict[str, Any] | None = None, start: int = 0, strategy: Strategy = Strategy(),
+            recover: bool = True, final_note: str = "") -> Outcome:
+        """Apply phases[start:] in order. On failure: roll back to `base` (recover=True) and
+        raise ReleaseFailed, or raise RollbackFailed (recover=False: this already is a rollback)."""
+        meta = meta or {}
+        health: list[GroupHealth] = []
+        count = len(phases)
+        for index in range(start, count):
+            phase = phases[index]
+            note = f"{what}: phase {index + 1}/{count} {phase.name}"
+            record = self.record(IN_FLIGHT, note, phase=index, phases=count, **meta)
+            if phase.is_hold:
+                held = self.hold(phase, record, base=base, what=what, strategy=strategy)
+                if held is not None:
+                    return held
+                continue
+            self.s.progress(f"{note}: {describe_groups(phase.state)}")
+            health = self.apply_phase(phase, record, base=base, what=what, recover=recover)
+        final = phases[-1].state if phases else base
+        self.s.store.write(self.s.stack, final.with_record(self.record(outcome, final_note or what, **meta)))
+        self.s.progress(f"{what}: done, {describe_groups(final)}")
+        return Outcome(self.s.stack, outcome, final, health)
+
+    def apply_phase(self, phase: Phase, record: ReleaseRecord, *, base: ReleaseState, what: str,
+                    recover: bool) -> list[GroupHealth]:
+        before = self.live()
+        self.s.store.write(self.s.stack, phase.state.with_record(record))
         try:
-            self.s.progress("applying (new groups are created and must be healthy before old ones are removed)")
-            self.s.workspace.up(proposed)
-            health = self.verify(proposed)
+            outputs = self.s.workspace.up(phase.state).outputs if phase.name != "verify" else None
+            return self.verify(phase.state, outputs=outputs) if phase.verify else []
         except Blocked:
             # A locked stack: nothing was applied, so the state goes back as it was.
-            self.s.store.write(self.s.stack, live)
+            self.s.store.write(self.s.stack, before)
             raise
-        except (ReleaseFailed, KeyboardInterrupt) as failure:
-            reason = failure.reason if isinstance(failure, FleetError) else "interrupted"
-            self.roll_back(base, reason=f"{what} failed: {reason}")
-            raise ReleaseFailed(
-                f"{what} failed on {self.s.stack}: {reason}; rolled back to {describe_groups(base)}"
-            ) from failure
-        self.s.store.write(self.s.stack, proposed.with_record(self.record(RELEASED, what)))
-        self.s.progress(f"{what}: done, {describe_groups(proposed)} serving")
-        return Outcome(self.s.stack, RELEASED, proposed, health)
-
-    def roll_back(self, base: ReleaseState, *, reason: str) -> list[GroupHealth]:
-        """Restore the settled state, verify it serves, and sweep what Pulumi lost track of."""
-        self.s.progress(f"rolling back {self.s.stack} to {describe_groups(base)} ({reason})")
-        try:
-            self.s.store.write(self.s.stack, base.with_record(self.record(ROLLED_BACK, reason)))
-            result = self.s.workspace.up(base)
-            health = self.verify(base, outputs=getattr(result, "outputs", None))
-            self.sweep_orphans(getattr(result, "outputs", None))
         except (FleetError, KeyboardInterrupt) as failure:
-            detail = failure.reason if isinstance(failure, FleetError) else "interrupted"
-            try:
-                self.s.store.write(self.s.stack, base.with_record(self.record(FAILED, f"{reason}; rollback failed: {detail}")))
-            except Exception:  # noqa: BLE001 - the RollbackFailed below is what must reach the operator
-                pass
-            raise RollbackFailed(
-                f"rollback of {self.s.stack} to {describe_groups(base)} failed: {detail}; "
-                f"a person is needed: check `fleet status {self.s.stack}`"
-            ) from failure
-        return health
+            reason = failure.reason if isinstance(failure, FleetError) else "interrupted"
+            if not recover:
+                self.give_up(base, f"{what} failed: {reason}")
+                raise RollbackFailed(
+                    f"{what} of {self.s.stack} failed: {reason}; a person is needed: check `fleet status {self.s.stack}`"
+                ) from failure
+            self.roll_back(phase.state, base, reason=f"{what} failed: {reason}")
+            raise ReleaseFailed(f"{what} failed on {self.s.stack}: {reason}; rolled back to {describe_groups(base)}") from failure
+
+    def hold(self, phase: Phase, record: ReleaseRecord, *, base: ReleaseState, what: str,
+             strategy: Strategy) -> Outcome | None:
+        """Watch the alarms during a hold. Returns an Outcome when the release stops here."""
+        alarms = self.alarm_names(strategy.alarms)
+        if phase.hold_minutes == 0:
+            self.s.store.write(self.s.stack, phase.state.with_record(record))
+            self.fail_on_alarm(phase.state, base, what=what, alarms=alarms)
+            note = f"held: run `fleet continue {self.s.stack}` to go on or `fleet abort {self.s.stack}` to roll back"
+            self.s.progress(f"{what}: {note}")
+            return Outcome(self.s.stack, HELD, phase.state, note=note)
+        until = self.s.now().timestamp() + phase.hold_minutes * 60
+        written = phase.state.with_record(
+            replace(record, hold_until=iso_utc(datetime.fromtimestamp(until, timezone.utc)))
+        )
+        self.s.store.write(self.s.stack, written)
+        self.s.progress(f"{what}: holding {phase.hold_minutes:g} min, watching {', '.join(alarms) or 'no alarms'}")
+        fired = watch(
+            self.s.cloudwatch,
+            alarms,
+            minutes=phase.hold_minutes,
+            on_tick=lambda left: self.s.progress(f"  hold: {left:.0f}s left, no alarm"),
+            stop_requested=lambda: self.live() != written,
+        )
+        if fired:
+            self.roll_back(phase.state, base, reason=f"{what} aborted: alarm {fired} fired during the hold")
+            raise ReleaseFailed(f"{what} on {self.s.stack}: alarm {fired} fired; rolled back to {describe_groups(base)}")
+        if self.live() != written:
+            note = f"the hold was ended by another command (`fleet continue` or `fleet abort` on {self.s.stack})"
+            self.s.progress(note)
+            return Outcome(self.s.stack, "superseded", self.live(), note=note)
+        return None
+
+    def alarm_names(self, extra: tuple[str, ...]) -> list[str]:
+        stack_alarms = list((self.s.workspace.outputs().get("alarmNames") or {}).values())
+        return stack_alarms + [name for name in extra if name not in stack_alarms]
+
+    def fail_on_alarm(self, state: ReleaseState, base: ReleaseState, *, what: str, alarms: list[str]) -> None:
+        fired = alarms_in_alarm(self.s.cloudwatch, alarms) if alarms else []
+        if fired:
+            self.roll_back(state, base, reason=f"{what} aborted: alarm {fired[0]} is in ALARM")
+            raise ReleaseFailed(f"{what} on {self.s.stack}: alarm {fired[0]} is in ALARM; rolled back to {describe_groups(base)}")
+
+    def roll_back(self, current: ReleaseState, base: ReleaseState, *, reason: str) -> Outcome:
+        """Bring `base` back from `current`, verify it serves, and sweep what Pulumi lost track of."""
+        self.s.progress(f"rolling back {self.s.stack} to {describe_groups(base)} ({reason})")
+        # A change that left the groups as they were (a settings update) is re-verified, not re-applied.
+        phases = rollback_phases(current, now=self.s.now(), previous=base) or (Phase("verify", base, verify=True),)
+        outcome = self.run(phases, base=base, what=f"rollback to {describe_groups(base)}", outcome=ROLLED_BACK,
+                           recover=False, final_note=reason)
+        try:
+            self.sweep_orphans()
+        except FleetError as failure:
+            raise RollbackFailed(f"orphan sweep of {self.s.stack} failed: {failure.reason}") from failure
+        return outcome
+
+    def give_up(self, base: ReleaseState, reason: str) -> None:
+        """Record that the rollback failed, so status and history say a person is needed."""
+        try:
+            self.s.store.write(self.s.stack, self.live().with_record(self.record(FAILED, reason)))
+        except Exception:  # noqa: BLE001 - the RollbackFailed raised by the caller must reach the operator
+            pass
 
     # -- verification --------------------------------------------------------
 
@@ -276,7 +389,10 @@ class Release:
         return health
 
     def orphans(self, outputs: dict[str, Any]) -> Orphans:
-        """Resources tagged for this stack that the program no longer declares."""
+        """Resources tagged for this stack that the program no longer declares. Without the
+        program's outputs nothing is known, so nothing is called an orphan."""
+        if "releaseGroups" not in outputs:
+            return Orphans((), (), ())
         declared = (outputs.get("releaseGroups") or {}).values()
         return find_orphans(
             self.s.asg,
@@ -286,43 +402,130 @@ class Release:
             known_launch_template_ids={g["launchTemplateId"] for g in declared if g.get("launchTemplateId")},
         )
 
-    def sweep_orphans(self, outputs: dict[str, Any] | None = None) -> None:
-        orphans = self.orphans(self.s.workspace.outputs() if outputs is None else outputs)
+    def sweep_orphans(self) -> None:
+        orphans = self.orphans(self.s.workspace.outputs())
         if not orphans.is_empty:
             self.s.progress(f"deleting orphans of {self.s.stack}: {orphans.to_dict()}")
             delete_orphans(self.s.asg, self.s.ec2, orphans)
 
     # -- commands ------------------------------------------------------------
 
-    def proposal(self, group: ReleaseGroup) -> ReleaseState:
-        """The state a deploy of `group` moves to, from the last settled state."""
-        return replace_with(self.settled(self.live()), group)
+    def settle_in_flight(self, live: ReleaseState, base: ReleaseState) -> None:
+        """Undo an unfinished change before starting another one."""
+        self.s.progress(
+            f"an unfinished change of {self.s.stack} ({live.record.note or 'unknown'}) is rolled back first, "
+            f"to {describe_groups(base)}"
+        )
+        self.roll_back(live, base, reason=f"superseded: {live.record.note or 'unfinished change'}")
 
-    def deploy(self, group: ReleaseGroup, *, plan: Plan | None = None,
+    def deploy(self, group: ReleaseGroup, *, strategy: Strategy = Strategy(), plan: Plan | None = None,
                confirm: Callable[[Plan], bool] | None = None) -> Outcome:
         live = self.live()
-        proposed = self.proposal(group)
-        if live.record.outcome != IN_FLIGHT and live.same_groups(proposed):
-            self.s.progress(f"{self.s.stack} already runs {describe_groups(proposed)}; verifying")
-            return Outcome(self.s.stack, "unchanged", live, self.verify(live))
-        return self.change(proposed, what=f"release {group.release}", plan=plan, confirm=confirm)
+        base = self.settled(live)
+        phases = self.phases(base, group, strategy)
+        if not phases:
+            if live.record.outcome != IN_FLIGHT:
+                self.s.progress(f"{self.s.stack} already runs {describe_groups(live)}; verifying")
+                return Outcome(self.s.stack, "unchanged", live, self.verify(live))
+            phases = (Phase(REPLACE, base, verify=True),)
+        meta = {"strategy": strategy.name, "release": group.release, "ami": group.ami}
+        start = 0
+        if live.record.outcome == IN_FLIGHT:
+            record = live.record
+            if (record.release, record.ami, record.strategy or REPLACE) == (group.release, group.ami, strategy.name) \
+                    and record.phase < len(phases):
+                start = record.phase
+                self.s.progress(f"resuming release {group.release} on {self.s.stack} at phase {start + 1}/{len(phases)}")
+            else:
+                self.gate(phases, base, plan, confirm, strategy)
+                self.settle_in_flight(live, base)
+                return self.run(phases, base=base, what=f"release {group.release}", meta=meta, strategy=strategy)
+        if start == 0:
+            self.gate(phases, base, plan, confirm, strategy)
+        return self.run(phases, base=base, what=f"release {group.release}", meta=meta, start=start, strategy=strategy)
+
+    def continue_release(self, alarms: tuple[str, ...] = ()) -> Outcome:
+        """Go on after a hold: the canary grows to full size and the old group leaves."""
+        live = self.live()
+        record = live.record
+        if record.outcome != IN_FLIGHT or not record.release:
+            raise Blocked(f"stack {self.s.stack} has no release in flight to continue")
+        base = self.settled(live)
+        group = ReleaseGroup(record.release, record.ami)
+        trial = live.group(record.release)
+        canary = trial.capacity if trial is not None and trial.capacity else 1
+        strategy = Strategy(name=record.strategy or REPLACE, canary=canary, alarms=alarms)
+        phases = self.phases(base, group, strategy)
+        if record.phase >= len(phases) or not same_shape(phases[record.phase].state, live):
+            raise Blocked(
+                f"stack {self.s.stack} runs {describe_groups(live)}, which is not phase {record.phase + 1} of release "
+                f"{record.release}: re-run its deploy or `fleet abort {self.s.stack}`"
+            )
+        what = f"release {group.release}"
+        self.fail_on_alarm(live, base, what=what, alarms=self.alarm_names(alarms))
+        meta = {"strategy": strategy.name, "release": group.release, "ami": group.ami}
+        return self.run(phases, base=base, what=what, meta=meta, start=record.phase + 1, strategy=strategy)
+
+    def abort(self) -> Outcome:
+        """Roll back the release in flight, whatever phase it is in."""
+        live = self.live()
+        if live.record.outcome != IN_FLIGHT:
+            raise Blocked(f"stack {self.s.stack} has no release in flight to abort: use `fleet rollback {self.s.stack}`")
+        base = self.settled(live)
+        outcome = self.roll_back(live, base, reason=f"aborted by {self.s.actor.by}: {live.record.note}")
+        return replace(outcome, note="aborted")
+
+    def rollback(self, to_release: str | None = None, *, confirm: Callable[[Plan], bool] | None = None) -> Outcome:
+        """Back to the standby group (no boot) or to the previous (or named) release."""
+        live = self.live()
+        current = self.settled(live)
+        if live.record.outcome == IN_FLIGHT:
+            return self.abort()
+        previous = None if (to_release is None and current.standby) else self.rollback_target(to_release, current)
+        phases = rollback_phases(current, now=self.s.now(), previous=previous)
+        if not phases:
+            return Outcome(self.s.stack, "unchanged", current, self.verify(current))
+        # Going back to a release that was live before needs no approved plan, only a confirmation.
+        self.confirm(phases, current, confirm)
+        what = f"rollback to {describe_groups(phases[-1].state)}"
+        return self.run(phases, base=current, what=what, outcome=ROLLED_BACK, recover=False)
+
+    def rollback_target(self, to_release: str | None, current: ReleaseState) -> ReleaseState:
+        """The latest released state that ran `to_release`, or else other releases than now."""
+        now_serving = {g.release for g in current.active}
+        for stored in self.s.store.history(self.s.stack):
+            if stored.state.record.outcome != RELEASED:
+                continue
+            full = [g for g in stored.state.active if g.capacity is None]
+            if to_release is not None:
+                full = [g for g in full if g.release == to_release]
+            elif {g.release for g in full} == now_serving:
+                continue
+            if full:
+                return ReleaseState(groups=tuple(ReleaseGroup(g.release, g.ami) for g in full))
+        wanted = f"release {to_release}" if to_release else "an earlier release"
+        raise Blocked(f"stack {self.s.stack} has no {wanted} in its history to roll back to")
+
+    def cleanup(self) -> Outcome:
+        """Remove standby groups whose time is up."""
+        live = self.live()
+        if live.record.outcome == IN_FLIGHT:
+            raise Blocked(f"stack {self.s.stack} has a release in flight: `fleet continue` or `fleet abort` it first")
+        kept = expire_standby(live, now=self.s.now())
+        if kept.same_groups(live):
+            return Outcome(self.s.stack, "unchanged", live, note="no expired standby group")
+        gone = ", ".join(g.release for g in live.groups if g not in kept.groups)
+        return self.run((Phase("cleanup", kept, verify=True),), base=live, what=f"cleanup of standby {gone}")
 
     def apply(self, *, plan: Plan | None = None, confirm: Callable[[Plan], bool] | None = None) -> Outcome:
         """Converge the stack to its current release state (settings changes)."""
         live = self.live()
-        return self.change(self.settled(live), what="apply settings", plan=plan, confirm=confirm)
-
-    def rollback_target(self, to_release: str | None) -> ReleaseState:
-        """The state to go back to: the previous released state, or the one running `to_release`."""
-        live = self.settled(self.live())
-        for stored in self.s.store.history(self.s.stack):
-            state = stored.state
-            if state.record.outcome != RELEASED or state.same_groups(live) or not state.active:
-                continue
-            if to_release is None or any(g.release == to_release for g in state.active):
-                return ReleaseState(groups=tuple(g for g in state.groups if g.role == ACTIVE))
-        wanted = f"release {to_release}" if to_release else "an earlier release"
-        raise Blocked(f"stack {self.s.stack} has no {wanted} in its history to roll back to")
+        base = self.settled(live)
+        if live.record.outcome == IN_FLIGHT:
+            raise Blocked(f"stack {self.s.stack} has a release in flight: re-run its deploy, or `fleet abort {self.s.stack}`")
+        phases = (Phase("apply", base, verify=True),)
+        self.gate(phases, base, plan, confirm)
+        return self.run(phases, base=base, what="apply settings")
 
     def status(self) -> dict[str, Any]:
         """Live releases with their health, the last outcome, anything pending or orphaned."""
@@ -333,12 +536,12 @@ class Release:
             check_groups(self.s.asg, self.s.elbv2, target_group_arn=outputs.get("targetGroupArn"), groups=expected)
             if expected else []
         )
-        orphans = self.orphans(outputs)
+        declared = outputs.get("releaseGroups") or {}
         return {
             "stack": self.s.stack,
             "url": outputs.get("url"),
             "groups": [
-                {**g.to_dict(), **{k: v for k, v in (outputs.get("releaseGroups") or {}).get(g.release, {}).items()
+                {**g.to_dict(), **{k: v for k, v in declared.get(g.release, {}).items()
                                    if k in ("asgName", "launchTemplateId", "launchTemplateVersion")}}
                 for g in live.groups
             ],
@@ -346,15 +549,14 @@ class Release:
             "healthy": all(h.ok for h in health),
             "last": live.record.to_dict(),
             "pending": live.record.outcome == IN_FLIGHT,
-            "orphans": orphans.to_dict(),
+            "orphans": self.orphans(outputs).to_dict(),
         }
 
     def history(self) -> list[dict[str, Any]]:
         """Each change of the release state, newest first; in-flight records that a later
         record settled are folded into it."""
         entries = []
-        stored = self.s.store.history(self.s.stack)
-        for index, version in enumerate(stored):
+        for index, version in enumerate(self.s.store.history(self.s.stack)):
             record = version.state.record
             if record.outcome == IN_FLIGHT and index > 0:
                 continue
@@ -365,6 +567,7 @@ class Release:
                     "by": record.by or version.modified_by,
                     "commit": record.commit,
                     "outcome": record.outcome,
+                    "strategy": record.strategy,
                     "releases": [g.release for g in version.state.groups],
                     "amis": [g.ami for g in version.state.groups],
                     "note": record.note,

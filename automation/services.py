@@ -47,6 +47,7 @@ def open_release(
             asg=aws.client("autoscaling", region),
             elbv2=aws.client("elbv2", region),
             ec2=aws.client("ec2", region),
+            cloudwatch=aws.client("cloudwatch", region),
             actor=current_actor(),
             progress=progress,
             verify_timeout_s=verify_timeout_s,

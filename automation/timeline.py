@@ -83,6 +83,14 @@ class PhaseTiming:
             "open_ended": self.open_ended,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PhaseTiming":
+        return cls(
+            name=data["name"], seconds=data["seconds"], instances=data["instances"], serving=data["serving"],
+            peak=data["peak_instances"], steps=tuple((s["step"], s["seconds"]) for s in data["steps"]),
+            open_ended=data["open_ended"],
+        )
+
 
 @dataclass(frozen=True)
 class Timeline:
@@ -109,6 +117,11 @@ class Timeline:
             "open_ended": self.open_ended,
             "assumptions": list(self.assumptions),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Timeline":
+        """A timeline read back from a plan file or --json output."""
+        return cls(tuple(PhaseTiming.from_dict(p) for p in data["phases"]), tuple(data["assumptions"]))
 
     def render(self, title: str = "release") -> str:
         """A table for people: one line per phase, the total, the peak, the assumptions."""

@@ -13,7 +13,7 @@ import pytest
 from automation import services
 from automation.aws import client
 from automation.cli import main
-from automation.release_state import ReleaseGroup, ReleaseRecord, ReleaseState
+from automation.release_state import ReleaseGroup, ReleaseState
 from automation.state_store import StateStore
 from tests.support.aws_program_double import AwsProgramDouble
 
@@ -149,15 +149,26 @@ def test_update_failure_leaves_no_orphan(stacks, images, capsys):
 
 
 def test_crashed_deploy_resumes_on_rerun(stacks, images, capsys):
-    """A deploy killed after writing its in-flight state converges when the same command runs again."""
+    """A deploy killed during its update (the process dies: no rollback runs) leaves an in-flight
+    state; status reports it pending and the same command run again resumes and converges."""
     assert run(capsys, "deploy", "integration", "--release", "1.0.0", "--yes", *FAST)[0] == 0
-    crashed = ReleaseState(groups=(ReleaseGroup("2.0.0", images["2.0.0"]),), record=ReleaseRecord(outcome="in-flight"))
-    StateStore(client("ssm")).write("integration", crashed)
+    double = stacks.doubles["integration"]
+    real_up = double.up
+
+    def killed(state=None):
+        real_up(state)
+        raise SystemExit(137)   # the CI job is killed after the update, before verification
+
+    double.up = killed
+    assert run(capsys, "deploy", "integration", "--release", "2.0.0", "--yes", *FAST)[0] == 137
+    double.up = real_up
+    assert stored("integration").record.outcome == "in-flight"
     code, status, _ = run(capsys, "status", "integration", "--json")
     assert status["pending"]
     code, data, err = run(capsys, "deploy", "integration", "--release", "2.0.0", "--yes", "--json", *FAST)
-    assert code == 0 and data["outcome"] == "released" and "resuming" in err
+    assert code == 0 and data["outcome"] == "released" and "resuming release 2.0.0" in err
     assert stored("integration").record.outcome == "released"
+    assert [g.release for g in stored("integration").groups] == ["2.0.0"]
 
 
 def test_rollback_command_returns_to_previous_release(stacks, images, capsys):
