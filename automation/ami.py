@@ -406,8 +406,9 @@ def check_install_source(source: InstallSource) -> None:
             raise BadInput(f"script file {source.script!r} has {size} bytes: expected 1 to {MAX_SCRIPT_BYTES}")
 
 
-def install_commands(source: InstallSource) -> list[str]:
-    """The shell lines SSM runs on the builder (AWS-RunShellScript, as root)."""
+def install_commands(source: InstallSource, version: str) -> list[str]:
+    """The shell lines SSM runs on the builder (AWS-RunShellScript, as root). An install
+    script gets the version being baked in FLEET_VERSION (examples/app/install.sh)."""
     lines = ["set -euo pipefail"]
     if source.rpm_url and source.rpm_url.startswith("s3://"):
         lines += [f"aws s3 cp {shlex.quote(source.rpm_url)} /tmp/fleet-app.rpm", "dnf install -y /tmp/fleet-app.rpm", "rm -f /tmp/fleet-app.rpm"]
@@ -421,7 +422,8 @@ def install_commands(source: InstallSource) -> list[str]:
     else:
         body = Path(source.script).read_text()
         # The script travels inside the command; a quoted heredoc keeps it byte for byte.
-        lines += ["cat > /tmp/fleet-install.sh <<'FLEET_INSTALL_EOF'", body.rstrip("\n"), "FLEET_INSTALL_EOF", "bash /tmp/fleet-install.sh", "rm -f /tmp/fleet-install.sh"]
+        lines += ["cat > /tmp/fleet-install.sh <<'FLEET_INSTALL_EOF'", body.rstrip("\n"), "FLEET_INSTALL_EOF",
+                  f"FLEET_VERSION={shlex.quote(version)} bash /tmp/fleet-install.sh", "rm -f /tmp/fleet-install.sh"]
     lines.append("dnf clean all")
     return lines
 
@@ -596,7 +598,7 @@ def plan_bake(clients: BakeClients, request: BakeRequest, now: datetime | None =
         image_name=f"{request.app}-{request.version}-{stamp}-{secrets.token_hex(2)}",
         baked_at=iso(now),
         expires_at=iso(now + timedelta(minutes=request.timeout_minutes) + BUILDER_TTL_MARGIN),
-        commands=tuple(install_commands(request.source)),
+        commands=tuple(install_commands(request.source, request.version)),
     )
 
 

@@ -151,3 +151,12 @@ def test_interruption_before_any_step_leaves_nothing_behind(aws, tmp_path, step)
     with pytest.raises(KeyboardInterrupt):
         ami.bake(world.clients, script_request(tmp_path), progress=lambda m: None, on_step=interrupt)
     assert_nothing_left(world.clients.ec2)
+
+
+def test_install_script_runs_with_the_version_being_baked(aws, tmp_path):
+    """The sample install script needs FLEET_VERSION: the command SSM runs passes the baked version."""
+    world = make_world()
+    ami.bake(world.clients, script_request(tmp_path, version="2.3.4"), progress=lambda message: None)
+    commands = world.clients.ssm.list_commands()["Commands"]
+    lines = [line for command in commands for line in command["Parameters"]["commands"]]
+    assert "FLEET_VERSION=2.3.4 bash /tmp/fleet-install.sh" in lines
