@@ -1,8 +1,9 @@
-"""A real moto server process on 127.0.0.1 for the aws test layer.
+"""A moto server process on 127.0.0.1 standing in for AWS: the local rehearsal,
+the aws test layer and the e2e suite start it here.
 
-Started once per test session on a free port; every aws test gets a reset
-server (moto's /moto-api/reset) and the standard AWS environment variables
-pointing at it, so production code runs unchanged through boto3.
+It listens on a free port; the standard AWS environment variables from env()
+send every boto3 client (and the aws CLI) to it, so fleet runs unchanged.
+The credentials in env() are moto's placeholders, not secrets.
 """
 from __future__ import annotations
 
@@ -34,15 +35,19 @@ class MotoServer:
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=30).read()
 
-    def env(self) -> dict[str, str]:
+    @property
+    def port(self) -> int:
+        return int(self.endpoint.rsplit(":", 1)[1])
+
+    def env(self, region: str = REGION) -> dict[str, str]:
         """Environment that sends every boto3 client to this server."""
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
         }
 
     def stop(self) -> None:

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from automation import ami  # noqa: E402
 from automation.waiting import wait_for  # noqa: E402
 from tests.aws.ami_world import make_world, script_request  # noqa: E402
-from tests.support.moto_server import start_moto_server  # noqa: E402
+from automation.local_aws import start_moto_server  # noqa: E402
 
 
 def main() -> None:

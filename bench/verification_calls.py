@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.moto_server import start_moto_server  # noqa: E402
+from automation.local_aws import start_moto_server  # noqa: E402
 
 SIZES = (2, 200)
 POLLS = 5

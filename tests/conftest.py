@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.moto_server import MotoServer, start_moto_server
+from automation.local_aws import MotoServer, start_moto_server
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from unittest import mock
 
 import pytest
 
-from tests.support.moto_server import MotoServer, start_moto_server
+from automation.local_aws import MotoServer, start_moto_server
 
 ACCOUNT = "123456789012"  # moto's default caller account
 FOREIGN_ACCOUNT = "999988887777"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from automation.waiting import wait_for
-from tests.support.moto_server import free_port
+from automation.local_aws import free_port
 
 APP_DIR = Path(__file__).resolve().parents[2] / "examples" / "app"
 APP = APP_DIR / "app.py"
