@@ -14,6 +14,7 @@ import typer
 
 from automation import __version__
 from automation.cli_ami import ami_app
+from automation.cli_graph import graph_command
 from automation import services
 from automation.errors import Blocked, ExitCode, FleetError
 from automation.output import Output
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 
 app.add_typer(ami_app, name="ami")
+app.command(name="graph")(graph_command)
 
 _debug = False
 
