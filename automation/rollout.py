@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
 from automation.actor import Actor
-from automation.alarms import alarms_in_alarm, watch
+from automation.alarms import alarm_states, alarms_in_alarm, watch
 from automation.ami import select_ami
 from automation.errors import BadInput, Blocked, FleetError, ReleaseFailed, RollbackFailed
 from automation.health import ExpectedGroup, GroupHealth, check_groups, smoke_check, verify
@@ -323,6 +323,11 @@ class Release:
         stack_alarms = list((self.s.workspace.outputs().get("alarmNames") or {}).values())
         return stack_alarms + [name for name in extra if name not in stack_alarms]
 
+    def check_alarm_names(self, phases: tuple[Phase, ...], strategy: Strategy) -> None:
+        """A hold watches alarms: an unknown name is bad input now, not after the canary runs."""
+        if any(phase.is_hold for phase in phases):
+            alarm_states(self.s.cloudwatch, self.alarm_names(strategy.alarms))
+
     def fail_on_alarm(self, state: ReleaseState, base: ReleaseState, *, what: str, alarms: list[str]) -> None:
         fired = alarms_in_alarm(self.s.cloudwatch, alarms) if alarms else []
         if fired:
@@ -429,6 +434,7 @@ class Release:
                 return Outcome(self.s.stack, "unchanged", live, self.verify(live))
             phases = (Phase(REPLACE, base, verify=True),)
         meta = {"strategy": strategy.name, "release": group.release, "ami": group.ami}
+        self.check_alarm_names(phases, strategy)
         start = 0
         if live.record.outcome == IN_FLIGHT:
             record = live.record
@@ -464,7 +470,10 @@ class Release:
         what = f"release {group.release}"
         self.fail_on_alarm(live, base, what=what, alarms=self.alarm_names(alarms))
         meta = {"strategy": strategy.name, "release": group.release, "ami": group.ami}
-        return self.run(phases, base=base, what=what, meta=meta, start=record.phase + 1, strategy=strategy)
+        # A hold is done once continued; any other phase recorded in flight may have been applied
+        # but not verified (a crash): it runs again, so the old group never goes unverified.
+        start = record.phase + 1 if phases[record.phase].is_hold else record.phase
+        return self.run(phases, base=base, what=what, meta=meta, start=start, strategy=strategy)
 
     def abort(self) -> Outcome:
         """Roll back the release in flight, whatever phase it is in."""
