@@ -28,8 +28,13 @@ def free_port() -> int:
 
 @dataclass
 class MotoServer:
-    process: subprocess.Popen
+    # None for a server someone else runs (e.g. CI's service container): never stopped here.
+    process: subprocess.Popen | None
     endpoint: str
+
+    @classmethod
+    def running_at(cls, endpoint: str) -> "MotoServer":
+        return cls(None, endpoint.rstrip("/"))
 
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
@@ -51,6 +56,8 @@ class MotoServer:
         }
 
     def stop(self) -> None:
+        if self.process is None:
+            return
         self.process.terminate()
         try:
             self.process.wait(timeout=10)

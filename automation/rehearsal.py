@@ -127,13 +127,14 @@ def rehearse(
         say(f"moto server listening on {server.endpoint}")
         region = _prepare(work_dir, server, say)
         with _environment(_fleet_env(server, work_dir, region)):
-            _create_account_basics(region, say)
-            subnet = _builder_subnet(region)
+            create_builder_profile(region)
+            say(f"created the AMI builder instance profile {BUILDER_PROFILE} in moto")
+            subnet = default_subnet(region)
             # The stack's own private subnets exist only after `fleet apply`, which needs the
             # Pulumi CLI; moto's default VPC lets the bake run before that.
             say(f"baking AMIs in subnet {subnet} of moto's default VPC (the stack's subnets come later)")
             for version in VERSIONS:
-                code, image = _bake(version, subnet)
+                code, image = bake(version, subnet)
                 if code != ExitCode.OK:
                     return _stopped(outcome, code, f"`fleet ami bake {version}` exited with {code} (see its message above)", say)
                 outcome.amis[version] = image
@@ -201,7 +202,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def _create_account_basics(region: str, say: Say) -> None:
+def create_builder_profile(region: str) -> None:
     """What an account has before fleet's first bake (docs/ami.md): the builder's instance profile."""
     iam = aws.client("iam", region)
     iam.create_role(
@@ -227,10 +228,9 @@ def _create_account_basics(region: str, say: Say) -> None:
     )
     iam.create_instance_profile(InstanceProfileName=BUILDER_PROFILE)
     iam.add_role_to_instance_profile(InstanceProfileName=BUILDER_PROFILE, RoleName=BUILDER_PROFILE)
-    say(f"created the AMI builder instance profile {BUILDER_PROFILE} in moto")
 
 
-def _builder_subnet(region: str) -> str:
+def default_subnet(region: str) -> str:
     """The default subnet of the first availability zone: the same one on every run."""
     subnets = aws.client("ec2", region).describe_subnets(
         Filters=[{"Name": "default-for-az", "Values": ["true"]}]
@@ -238,7 +238,8 @@ def _builder_subnet(region: str) -> str:
     return min(subnets, key=lambda s: (s["AvailabilityZone"], s["SubnetId"]))["SubnetId"]
 
 
-def _bake(version: str, subnet: str) -> tuple[int, str]:
+def bake(version: str, subnet: str) -> tuple[int, str]:
+    """`fleet ami bake` of the sample application; its exit code and the image id."""
     done = _fleet(["ami", "bake", version, "--script", str(INSTALL_SCRIPT), "--subnet", subnet, "--json"], capture=True)
     if done.returncode != ExitCode.OK:
         return done.returncode, ""

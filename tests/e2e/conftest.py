@@ -3,6 +3,9 @@
 Every test in this directory is marked `e2e` and skipped, with the reason, where
 the pulumi CLI or the aws/awsx resource plugins are not installed (they come from
 the internet, which build machines here do not reach).
+
+The moto server: FLEET_E2E_MOTO_ENDPOINT when set (CI's service container, see
+.github/workflows/e2e.yml), else one started on 127.0.0.1 with automation.local_aws.
 """
 from __future__ import annotations
 
@@ -14,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from automation.local_aws import MotoServer, start_moto_server
+
 REQUIRED_PLUGINS = ("aws", "awsx")
+MOTO_ENDPOINT_ENV = "FLEET_E2E_MOTO_ENDPOINT"
 E2E_DIR = Path(__file__).resolve().parent
 
 
@@ -60,3 +66,15 @@ def require_pulumi_tooling(e2e_tooling_missing: str | None) -> None:
     if e2e_tooling_missing:
         pytest.skip(e2e_tooling_missing)
 
+
+
+@pytest.fixture(scope="session")
+def moto_server(e2e_tooling_missing: str | None):
+    """The suite's moto server, under the name the shared `aws` fixture uses: the one CI
+    names in FLEET_E2E_MOTO_ENDPOINT, else our own (stopped at the end)."""
+    if e2e_tooling_missing:
+        pytest.skip(e2e_tooling_missing)
+    endpoint = os.environ.get(MOTO_ENDPOINT_ENV)
+    server = MotoServer.running_at(endpoint) if endpoint else start_moto_server()
+    yield server
+    server.stop()
