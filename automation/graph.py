@@ -164,6 +164,8 @@ def draw(
         if release and ami:
             state = with_release(state or ReleaseState(), release, ami)
             source = f"{source} plus proposed release {release} ({ami})"
+        elif state is None:
+            source = f"{source}: the foundation only"
     return build_graph(model_stack(stack, project_dir, state), stack, source, notes)
 
 
@@ -181,7 +183,7 @@ def _current_state(
         else:
             return state, f"current, from SSM parameter {parameter_name(stack)}", ()
     note = f"the current release state could not be read ({reason}): showing no current release groups"
-    return None, "current state unknown (foundation only)", (note,)
+    return None, "current state unknown", (note,)
 
 
 # -- building the graph from a program run ---------------------------------------------------
