@@ -55,6 +55,7 @@ def root(
 
 # -- release commands ---------------------------------------------------------------
 
+StackArgument = typer.Argument(..., help="The stack: integration, staging or production.")
 JsonOption = typer.Option(False, "--json", help="Print one JSON document with stable fields (progress goes to stderr).")
 YesOption = typer.Option(False, "--yes", help="Do not ask for confirmation (CI). Gated stacks still need --plan.")
 PlanOption = typer.Option(None, "--plan", help="The approved plan file written by `fleet preview --out`.")
@@ -112,7 +113,7 @@ def _print_outcome(out: Output, outcome) -> None:
 
 @app.command()
 def preview(
-    stack: str = typer.Argument(..., help="integration, staging or production"),
+    stack: str = StackArgument,
     version: str = typer.Option(None, "--release", help="Version to preview (its AMI is selected)."),
     ami: str = typer.Option(None, "--ami", help="Explicit AMI id to preview."),
     out_file: Path = typer.Option(None, "--out", help="Write the plan file a gated deploy needs."),
@@ -137,7 +138,7 @@ def preview(
 
 @app.command()
 def deploy(
-    stack: str = typer.Argument(..., help="integration, staging or production"),
+    stack: str = StackArgument,
     version: str = typer.Option(None, "--release", help="Version to release (its AMI is selected)."),
     ami: str = typer.Option(None, "--ami", help="Explicit AMI id to release."),
     plan_file: Path = PlanOption,
@@ -164,7 +165,7 @@ def deploy(
 
 @app.command()
 def rollback(
-    stack: str = typer.Argument(..., help="integration, staging or production"),
+    stack: str = StackArgument,
     to: str = typer.Option(None, "--to", help="Version to go back to (default: the previous release)."),
     yes: bool = YesOption,
     verify_timeout: float = VerifyTimeoutOption,
@@ -178,7 +179,7 @@ def rollback(
 
 @app.command(name="continue")
 def continue_(
-    stack: str = typer.Argument(..., help="integration, staging or production"),
+    stack: str = StackArgument,
     alarm: list[str] = AlarmOption,
     verify_timeout: float = VerifyTimeoutOption,
     json_mode: bool = JsonOption,
@@ -190,7 +191,7 @@ def continue_(
 
 @app.command()
 def abort(
-    stack: str = typer.Argument(..., help="integration, staging or production"),
+    stack: str = StackArgument,
     verify_timeout: float = VerifyTimeoutOption,
     json_mode: bool = JsonOption,
 ) -> None:
@@ -201,7 +202,7 @@ def abort(
 
 @app.command()
 def cleanup(
-    stack: str = typer.Argument(..., help="integration, staging or production"),
+    stack: str = StackArgument,
     verify_timeout: float = VerifyTimeoutOption,
     json_mode: bool = JsonOption,
 ) -> None:
@@ -212,7 +213,7 @@ def cleanup(
 
 @app.command()
 def apply(
-    stack: str = typer.Argument(..., help="integration, staging or production"),
+    stack: str = StackArgument,
     plan_file: Path = PlanOption,
     yes: bool = YesOption,
     verify_timeout: float = VerifyTimeoutOption,
@@ -227,7 +228,7 @@ def apply(
 
 @app.command()
 def status(
-    stack: str = typer.Argument(..., help="integration, staging or production"),
+    stack: str = StackArgument,
     json_mode: bool = JsonOption,
 ) -> None:
     """Live releases, AMIs, in-service and healthy counts, URL, last outcome, pending and orphans."""
@@ -238,7 +239,7 @@ def status(
 
 @app.command()
 def history(
-    stack: str = typer.Argument(..., help="integration, staging or production"),
+    stack: str = StackArgument,
     json_mode: bool = JsonOption,
 ) -> None:
     """Every release of the stack: version, AMI, when, who, outcome."""
