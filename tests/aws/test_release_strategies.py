@@ -325,6 +325,22 @@ def test_cleanup_removes_only_expired_standby_groups(stacks, released_1, images,
     assert code == 0 and data["outcome"] == "unchanged" and releases_running() == ["2.0.0"]
 
 
+def test_crash_after_detach_resumes_and_keeps_the_old_group_warm(stacks, released_1, images, capsys):
+    """Killed right after the detach-old update of a standby release: the same deploy again
+    resumes at detach-old, verifies it, and ends with 1.0.0 warm (same instances) and detached."""
+    crash_after_update(stacks, 2)   # cut-over, then detach-old
+    assert deploy(capsys, "2.0.0", "--strategy", "standby")[0] == 137
+    assert stored(STACK).record.outcome == IN_FLIGHT and stored(STACK).record.phase == 1
+
+    code, data, err = deploy(capsys, "2.0.0", "--strategy", "standby")
+    assert code == 0, err
+    assert "at phase 2/2" in err and data["outcome"] == "released"
+    old = asg_of("1.0.0")
+    assert instance_ids(old) == instance_ids(released_1) and old["TargetGroupARNs"] == []
+    assert registered_targets() == instance_ids(asg_of("2.0.0"))
+    assert [(g.release, g.role) for g in stored(STACK).groups] == [("2.0.0", "active"), ("1.0.0", STANDBY)]
+
+
 def test_next_deploy_removes_the_standby_group(released_1, images, capsys):
     """A deploy after a standby release supersedes the standby group: 1.0.0 is deleted while
     2.0.0 is replaced by 3.0.0."""
