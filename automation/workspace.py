@@ -145,6 +145,7 @@ class StackWorkspace:
             )
         self.stack_name = stack
         self.project_dir = project_dir
+        self._config: dict[str, str] | None = None
         self._env = dict(env or {})
         self._pulumi_command = pulumi_command
         self._on_change = on_change
@@ -158,9 +159,12 @@ class StackWorkspace:
         return _plain_outputs(outputs)
 
     def config(self) -> dict[str, str]:
-        """The stack's config, secret values masked as "[secret]"."""
-        config = self._read("config", lambda stack: stack.get_all_config())
-        return {key: SECRET if value.secret else value.value for key, value in sorted(config.items())}
+        """The stack's config, secret values masked as "[secret]". Read once per workspace:
+        a fleet command never changes it, and each read is a pulumi process."""
+        if self._config is None:
+            config = self._read("config", lambda stack: stack.get_all_config())
+            self._config = {key: SECRET if value.secret else value.value for key, value in sorted(config.items())}
+        return dict(self._config)
 
     def settings_hash(self) -> str:
         """sha256 over every setting: the stack's config keys and values and the

@@ -172,6 +172,16 @@ def test_config_masks_secrets(project_dir, pulumi):
     assert pulumi.call("config").argv == ["--non-interactive", "config", "--show-secrets", "--json", "--stack", "staging"]
 
 
+def test_config_is_read_once_per_workspace(project_dir, pulumi):
+    """A command asks for settings several times (region, gate, hash); one `pulumi config` serves them."""
+    pulumi.config = {"aws:region": ("eu-west-1", False)}
+    workspace = StackWorkspace("staging", project_dir=project_dir, pulumi_command=pulumi)
+    workspace.config()
+    workspace.settings_hash()
+    assert workspace.config() == {"aws:region": "eu-west-1"}
+    assert [call.command for call in pulumi.calls].count("config") == 1
+
+
 def settings_hash(project_dir: Path, pulumi: RecordingPulumiCommand) -> str:
     pulumi.calls.clear()
     return StackWorkspace("staging", project_dir=project_dir, pulumi_command=pulumi).settings_hash()
