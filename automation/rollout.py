@@ -259,12 +259,24 @@ class Release:
                 if held is not None:
                     return held
                 continue
-            self.s.progress(f"{note}: {describe_groups(phase.state)}")
+            self.s.progress(f"{note}: {describe_groups(phase.state)}{self.traffic_share(phase.state)}")
             health = self.apply_phase(phase, record, base=base, what=what, recover=recover)
         final = phases[-1].state if phases else base
         self.s.store.write(self.s.stack, final.with_record(self.record(outcome, final_note or what, **meta)))
         self.s.progress(f"{what}: done, {describe_groups(final)}")
         return Outcome(self.s.stack, outcome, final, health)
+
+    def traffic_share(self, state: ReleaseState) -> str:
+        """With two active groups in the target group, the share each one serves (round robin)."""
+        active = state.active
+        if len(active) < 2:
+            return ""
+        desired = int(self.settings().get("desiredCapacity") or 0)
+        sizes = {g.release: g.capacity if g.capacity is not None else desired for g in active}
+        total = sum(sizes.values())
+        if not total:
+            return ""
+        return "; traffic " + ", ".join(f"{release} ~{100 * size / total:.0f}%" for release, size in sizes.items())
 
     def apply_phase(self, phase: Phase, record: ReleaseRecord, *, base: ReleaseState, what: str,
                     recover: bool) -> list[GroupHealth]:

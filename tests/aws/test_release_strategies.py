@@ -108,6 +108,7 @@ def test_canary_holds_beside_the_untouched_old_group(released_1, images, capsys)
     code, data, err = deploy(capsys, "2.0.0", "--strategy", "canary", "--canary", "1")
     assert code == 0, err
     assert data["outcome"] == "held" and "fleet continue staging" in data["note"]
+    assert "traffic 1.0.0 ~67%, 2.0.0 ~33%" in err   # 1 canary beside 2 old instances
 
     old, canary = asg_of("1.0.0"), asg_of("2.0.0")
     assert old["AutoScalingGroupName"] == released_1["AutoScalingGroupName"]
