@@ -292,7 +292,7 @@ class Release:
         except (FleetError, KeyboardInterrupt) as failure:
             reason = failure.reason if isinstance(failure, FleetError) else "interrupted"
             if not recover:
-                self.give_up(base, f"{what} failed: {reason}")
+                self.give_up(f"{what} failed: {reason}")
                 raise RollbackFailed(
                     f"{what} of {self.s.stack} failed: {reason}; a person is needed: check `fleet status {self.s.stack}`"
                 ) from failure
@@ -359,7 +359,7 @@ class Release:
             raise RollbackFailed(f"orphan sweep of {self.s.stack} failed: {failure.reason}") from failure
         return outcome
 
-    def give_up(self, base: ReleaseState, reason: str) -> None:
+    def give_up(self, reason: str) -> None:
         """Record that the rollback failed, so status and history say a person is needed."""
         try:
             self.s.store.write(self.s.stack, self.live().with_record(self.record(FAILED, reason)))

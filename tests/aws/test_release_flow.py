@@ -15,6 +15,7 @@ from automation.aws import client
 from automation.cli import main
 from automation.release_state import ReleaseGroup, ReleaseState
 from automation.state_store import StateStore
+from automation.workspace import UpdateFailed
 from tests.support.aws_program_double import AwsProgramDouble
 
 pytestmark = pytest.mark.aws
@@ -233,3 +234,21 @@ def test_bad_input_is_one_line_and_changes_nothing(stacks, images, capsys, argv,
     assert got == code and fragment in err
     assert len(err.strip().splitlines()) == 1
     assert stored("integration").is_empty and stack_asgs("integration") == []
+
+
+def test_failed_rollback_needs_a_person(stacks, images, capsys):
+    """When the update fails and so does the update that restores the previous release: exit 4,
+    one line saying a person is needed, the state recorded as failed, and status says so."""
+    assert run(capsys, "deploy", "integration", "--release", "1.0.0", "--yes", *FAST)[0] == 0
+    double = stacks.doubles["integration"]
+
+    def broken(state=None):
+        raise UpdateFailed("update failed: aws:autoscaling/group:Group release-x-asg: capacity not satisfied")
+
+    double.up = broken
+    code, _, err = run(capsys, "deploy", "integration", "--release", "2.0.0", "--yes", *FAST)
+    assert code == 4
+    assert "a person is needed" in err and len(err.strip().splitlines()) == 1
+    assert stored("integration").record.outcome == "failed"
+    code, history, _ = run(capsys, "history", "integration", "--json")
+    assert history["history"][0]["outcome"] == "failed"
