@@ -23,23 +23,6 @@ CI_DOCS = ROOT / "docs" / "ci.md"
 STACKS = ("integration", "staging", "production")
 STACK_CHANGING = {"deploy", "promote", "rollback", "apply"}
 
-# The release commands as agreed between the parts (issues 4 and 5), for those the CLI does
-# not have yet. Once automation.cli.app has a command, its real parameters are used instead
-# (cli_spec below), so this table only fills gaps and can be deleted when the CLI is complete.
-# Each command: number of positional arguments, and its options (True: takes a value).
-AGREED_COMMANDS: dict[tuple[str, ...], tuple[int, dict[str, bool]]] = {
-    ("preview",): (1, {"--release": True, "--ami": True, "--out": True, "--strategy": True, "--json": False}),
-    ("deploy",): (1, {"--release": True, "--ami": True, "--plan": True, "--yes": False, "--json": False,
-                      "--strategy": True, "--canary": True, "--hold": True, "--alarm": True,
-                      "--standby-minutes": True}),
-    ("rollback",): (1, {"--to": True, "--yes": False, "--json": False}),
-    ("status",): (1, {"--json": False}),
-    ("history",): (1, {"--json": False}),
-    ("promote",): (0, {"--from": True, "--to": True, "--yes": False, "--json": False}),
-    ("apply",): (1, {"--yes": False, "--json": False}),
-}
-
-
 # -- reading the workflows -----------------------------------------------------
 
 
@@ -133,12 +116,11 @@ def command_spec(command) -> CommandSpec:
 
 
 def cli_spec(path: tuple[str, ...]) -> CommandSpec | None:
-    """The real command when automation.cli.app has it, else the agreed one, else None."""
+    """The command of automation.cli.app at that path, or None when it has none."""
     command = typer.main.get_command(fleet_app)
     for name in path:
         if not is_group(command) or name not in command.commands:
-            agreed = AGREED_COMMANDS.get(path)
-            return CommandSpec(*agreed) if agreed else None
+            return None
         command = command.commands[name]
     return command_spec(command)
 
