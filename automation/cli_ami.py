@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from automation import ami, aws
+from automation import ami, ami_bake, ami_cleanup, aws
 from automation.actor import current_actor
 from automation.output import Output
 from automation.state_store import StateStore
@@ -17,9 +17,9 @@ REGION_OPTION = typer.Option(None, "--region", help="AWS region (default: the AW
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document for CI; progress goes to stderr.")
 
 
-def _clients(region: Optional[str]) -> ami.BakeClients:
+def _clients(region: Optional[str]) -> ami_bake.BakeClients:
     ami.check_region(region)
-    return ami.BakeClients(ec2=aws.client("ec2", region), ssm=aws.client("ssm", region), iam=aws.client("iam", region))
+    return ami_bake.BakeClients(ec2=aws.client("ec2", region), ssm=aws.client("ssm", region), iam=aws.client("iam", region))
 
 
 @ami_app.command("bake")
@@ -32,22 +32,22 @@ def bake_command(
     script: Optional[str] = typer.Option(None, "--script", help="Run this local shell script on the builder as root."),
     app_name: str = APP_OPTION,
     base_ami: Optional[str] = typer.Option(None, "--base-ami", help="Base image (default: current Amazon Linux 2023 for the architecture)."),
-    instance_type: str = typer.Option(ami.DEFAULT_INSTANCE_TYPE, "--instance-type", help="Builder instance type."),
+    instance_type: str = typer.Option(ami_bake.DEFAULT_INSTANCE_TYPE, "--instance-type", help="Builder instance type."),
     subnet: Optional[str] = typer.Option(None, "--subnet", help="Builder subnet (private, with a route to SSM)."),
     stack: Optional[str] = typer.Option(None, "--stack", help="Use a private subnet of this stack instead of --subnet."),
-    instance_profile: str = typer.Option(ami.DEFAULT_INSTANCE_PROFILE, "--instance-profile", help="Builder instance profile (needs AmazonSSMManagedInstanceCore)."),
+    instance_profile: str = typer.Option(ami_bake.DEFAULT_INSTANCE_PROFILE, "--instance-profile", help="Builder instance profile (needs AmazonSSMManagedInstanceCore)."),
     region: Optional[str] = REGION_OPTION,
     commit: Optional[str] = typer.Option(None, "--commit", help="Git commit to record (default: from the CI environment)."),
     force: bool = typer.Option(False, "--force", help="Bake a new image even if one for this version exists."),
-    timeout: float = typer.Option(ami.DEFAULT_TIMEOUT_MINUTES, "--timeout", help="Minutes the whole bake may take."),
+    timeout: float = typer.Option(ami_bake.DEFAULT_TIMEOUT_MINUTES, "--timeout", help="Minutes the whole bake may take."),
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """Bake an AMI of VERSION on a temporary builder instance; prints the AMI id."""
     out = Output(json_mode)
     actor = current_actor()
-    request = ami.BakeRequest(
+    request = ami_bake.BakeRequest(
         version=version,
-        source=ami.InstallSource(rpm_url=rpm_url, yum_repo=yum_repo, package=package, repo_gpg_key=repo_gpg_key, script=script),
+        source=ami_bake.InstallSource(rpm_url=rpm_url, yum_repo=yum_repo, package=package, repo_gpg_key=repo_gpg_key, script=script),
         app=app_name,
         base_ami=base_ami,
         instance_type=instance_type,
@@ -59,7 +59,7 @@ def bake_command(
         force=force,
         timeout_minutes=timeout,
     )
-    result = ami.bake(_clients(region), request, progress=out.progress)
+    result = ami_bake.bake(_clients(region), request, progress=out.progress)
     out.result(result.to_dict(), text=result.ami.image_id)
 
 
@@ -125,7 +125,7 @@ def prune_command(
     """List old images (and their snapshots) to deregister; with --yes, do it. Images in use are never touched."""
     out = Output(json_mode)
     clients = _clients(region)
-    plan = ami.plan_prune(clients.ec2, StateStore(clients.ssm).all_states(), app=app_name, keep=keep)
+    plan = ami_cleanup.plan_prune(clients.ec2, StateStore(clients.ssm).all_states(), app=app_name, keep=keep)
     for item in plan.items:
         verb = "would deregister" if item.action == "deregister" and not yes else item.action
         snapshots = f" and delete {', '.join(item.ami.snapshot_ids)}" if item.action == "deregister" and item.ami.snapshot_ids else ""
@@ -133,7 +133,7 @@ def prune_command(
     for snapshot_id in plan.orphan_snapshots:
         out.progress(f"{'delete' if yes else 'would delete'} orphan snapshot {snapshot_id}")
     if yes:
-        ami.apply_prune(clients.ec2, plan, out.progress)
+        ami_cleanup.apply_prune(clients.ec2, plan, out.progress)
     summary = f"{len(plan.to_deregister)} image(s) and {len(plan.orphan_snapshots)} orphan snapshot(s)"
     text = f"pruned {summary}" if yes else f"would prune {summary}; re-run with --yes to do it"
     out.result({**plan.to_dict(), "applied": yes}, text=text)
@@ -148,10 +148,10 @@ def sweep_command(
     """Terminate AMI builders (and their security groups) whose time-to-live has passed."""
     out = Output(json_mode)
     clients = _clients(region)
-    leftovers = ami.find_leftovers(clients.ec2)
+    leftovers = ami_cleanup.find_leftovers(clients.ec2)
     for leftover in leftovers:
         verb = "would remove" if dry_run else "removing"
         out.progress(f"{verb} {leftover.kind} {leftover.resource_id} (version {leftover.version or '?'}, expired {leftover.expires_at or '?'})")
-    remaining = [] if dry_run else ami.sweep(clients.ec2, leftovers, out.progress)
+    remaining = [] if dry_run else ami_cleanup.sweep(clients.ec2, leftovers, out.progress)
     text = f"{len(leftovers)} expired builder resource(s)" + (" found" if dry_run else " swept")
     out.result({"leftovers": [l.to_dict() for l in leftovers], "applied": not dry_run, "remaining": remaining}, text=text)

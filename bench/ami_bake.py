@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from automation import ami  # noqa: E402
+from automation import ami_bake  # noqa: E402
 from automation.waiting import wait_for  # noqa: E402
 from tests.aws.ami_world import make_world, script_request  # noqa: E402
 from automation.local_aws import start_moto_server  # noqa: E402
@@ -41,7 +41,7 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
-            result = ami.bake(world.clients, script_request(Path(tmp)), progress=lambda message: None, wait=timed_wait)
+            result = ami_bake.bake(world.clients, script_request(Path(tmp)), progress=lambda message: None, wait=timed_wait)
             total = time.perf_counter() - started
     finally:
         server.stop()

@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from automation import ami
+from automation import ami, ami_bake
 from automation.aws import client
 
 STACK = "integration"
-PROFILE = ami.DEFAULT_INSTANCE_PROFILE
+PROFILE = ami_bake.DEFAULT_INSTANCE_PROFILE
 
 
 @dataclass
 class World:
-    clients: ami.BakeClients
+    clients: ami_bake.BakeClients
     vpc: str
     subnet: str
 
@@ -22,7 +22,7 @@ class World:
 def make_world(region: str | None = None) -> World:
     """A VPC with one public and one private subnet tagged the way the program tags them,
     and the builder instance profile."""
-    clients = ami.BakeClients(ec2=client("ec2", region), ssm=client("ssm", region), iam=client("iam", region))
+    clients = ami_bake.BakeClients(ec2=client("ec2", region), ssm=client("ssm", region), iam=client("iam", region))
     ec2 = clients.ec2
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     stack_tags = [{"Key": "fleet:stack", "Value": STACK}, {"Key": "fleet:managed-by", "Value": "fleet"}]
@@ -48,12 +48,12 @@ def make_world(region: str | None = None) -> World:
     return World(clients, vpc, subnet)
 
 
-def script_request(tmp_path, version: str = "1.4.2", **overrides) -> ami.BakeRequest:
+def script_request(tmp_path, version: str = "1.4.2", **overrides) -> ami_bake.BakeRequest:
     script = tmp_path / "install.sh"
     script.write_text("#!/bin/bash\necho installing\n")
-    fields = dict(version=version, source=ami.InstallSource(script=str(script)), stack=STACK, commit="a1b2c3d", baked_by="tester")
+    fields = dict(version=version, source=ami_bake.InstallSource(script=str(script)), stack=STACK, commit="a1b2c3d", baked_by="tester")
     fields.update(overrides)
-    return ami.BakeRequest(**fields)
+    return ami_bake.BakeRequest(**fields)
 
 
 def live_instances(ec2) -> list[dict]:

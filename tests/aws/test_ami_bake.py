@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from automation import ami
+from automation import ami, ami_bake
 from automation.cli import main
 from automation.errors import ReleaseFailed
 from tests.aws.ami_world import (
@@ -47,12 +47,12 @@ def test_bake_tags_image_and_snapshots_and_terminates_a_locked_down_builder(aws,
             during_install["instances"] = live_instances(ec2)
             during_install["volumes"] = ec2.describe_volumes(Filters=[{"Name": "tag:fleet:role", "Values": ["ami-builder"]}])["Volumes"]
 
-    result = ami.bake(world.clients, script_request(tmp_path), progress=messages.append, on_step=look)
+    result = ami_bake.bake(world.clients, script_request(tmp_path), progress=messages.append, on_step=look)
 
     assert result.created
     image = ec2.describe_images(ImageIds=[result.ami.image_id])["Images"][0]
     tags = ami.tags_of(image)
-    base = world.clients.ssm.get_parameter(Name=ami.BASE_AMI_PARAMETER.format(arch="x86_64"))["Parameter"]["Value"]
+    base = world.clients.ssm.get_parameter(Name=ami_bake.BASE_AMI_PARAMETER.format(arch="x86_64"))["Parameter"]["Value"]
     assert image["State"] == "available"
     assert {k: tags[k] for k in ("fleet:app", "fleet:version", "fleet:source-ami", "fleet:commit", "fleet:baked-by")} == {
         "fleet:app": "web", "fleet:version": "1.4.2", "fleet:source-ami": base, "fleet:commit": "a1b2c3d", "fleet:baked-by": "tester",
@@ -69,7 +69,7 @@ def test_bake_tags_image_and_snapshots_and_terminates_a_locked_down_builder(aws,
     assert "PublicIpAddress" not in builder
     assert builder["SubnetId"] == world.subnet
     (running,) = during_install["instances"]
-    assert running["IamInstanceProfile"]["Arn"].endswith(f"/{ami.DEFAULT_INSTANCE_PROFILE}")
+    assert running["IamInstanceProfile"]["Arn"].endswith(f"/{ami_bake.DEFAULT_INSTANCE_PROFILE}")
     assert during_install["volumes"] and all(volume["Encrypted"] for volume in during_install["volumes"])
     builder_tags = ami.tags_of(builder)
     assert builder_tags["fleet:role"] == "ami-builder" and builder_tags["fleet:expires-at"].endswith("Z")
@@ -80,7 +80,7 @@ def test_bake_tags_image_and_snapshots_and_terminates_a_locked_down_builder(aws,
 def test_rebake_of_an_existing_version_reuses_it_and_launches_nothing(aws, tmp_path, capsys):
     """Re-running a bake prints the existing image and exits 0 without a new builder."""
     world = make_world()
-    first = ami.bake(world.clients, script_request(tmp_path), progress=lambda m: None)
+    first = ami_bake.bake(world.clients, script_request(tmp_path), progress=lambda m: None)
     script = tmp_path / "install.sh"
     code = main(["ami", "bake", "1.4.2", "--script", str(script), "--stack", STACK, "--json"])
     out = capsys.readouterr()
@@ -95,8 +95,8 @@ def test_rebake_of_an_existing_version_reuses_it_and_launches_nothing(aws, tmp_p
 def test_force_bakes_a_second_image_under_a_new_name(aws, tmp_path):
     """--force bakes again even though the version exists; both images stay, names differ."""
     world = make_world()
-    first = ami.bake(world.clients, script_request(tmp_path), progress=lambda m: None)
-    second = ami.bake(world.clients, script_request(tmp_path, force=True, commit="d4e5f6a"), progress=lambda m: None)
+    first = ami_bake.bake(world.clients, script_request(tmp_path), progress=lambda m: None)
+    second = ami_bake.bake(world.clients, script_request(tmp_path, force=True, commit="d4e5f6a"), progress=lambda m: None)
     assert second.created and second.ami.image_id != first.ami.image_id
     assert second.ami.name != first.ami.name
     assert len(own_images(world.clients.ec2)) == 2
@@ -133,13 +133,13 @@ def test_failed_install_leaves_no_image_and_no_builder(aws, tmp_path):
     world.clients.ssm = FailingInstallSsm(world.clients.ssm)
     messages: list[str] = []
     with pytest.raises(ReleaseFailed) as raised:
-        ami.bake(world.clients, script_request(tmp_path), progress=messages.append)
+        ami_bake.bake(world.clients, script_request(tmp_path), progress=messages.append)
     assert "exit status 1" in raised.value.reason and "\n" not in raised.value.reason
     assert any("Unable to find a match" in m for m in messages)
     assert_nothing_left(world.clients.ec2)
 
 
-@pytest.mark.parametrize("step", ami.STEPS)
+@pytest.mark.parametrize("step", ami_bake.STEPS)
 def test_interruption_before_any_step_leaves_nothing_behind(aws, tmp_path, step):
     """Ctrl-C before any step: no running builder, no half-made image or snapshot, no builder security group."""
     world = make_world()
@@ -149,14 +149,14 @@ def test_interruption_before_any_step_leaves_nothing_behind(aws, tmp_path, step)
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        ami.bake(world.clients, script_request(tmp_path), progress=lambda m: None, on_step=interrupt)
+        ami_bake.bake(world.clients, script_request(tmp_path), progress=lambda m: None, on_step=interrupt)
     assert_nothing_left(world.clients.ec2)
 
 
 def test_install_script_runs_with_the_version_being_baked(aws, tmp_path):
     """The sample install script needs FLEET_VERSION: the command SSM runs passes the baked version."""
     world = make_world()
-    ami.bake(world.clients, script_request(tmp_path, version="2.3.4"), progress=lambda message: None)
+    ami_bake.bake(world.clients, script_request(tmp_path, version="2.3.4"), progress=lambda message: None)
     commands = world.clients.ssm.list_commands()["Commands"]
     lines = [line for command in commands for line in command["Parameters"]["commands"]]
     assert "FLEET_VERSION=2.3.4 bash /tmp/fleet-install.sh" in lines

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from automation import ami
+from automation import ami, ami_bake
 from automation.aws import client
 from automation.cli import main
 from automation.release_state import ReleaseGroup, ReleaseState
@@ -66,7 +66,7 @@ def test_prune_keep_must_be_positive(catalog, capsys):
 
 def launch_builder(world, expires_at: datetime, role: str = ami.BUILDER_ROLE) -> str:
     ec2 = world.clients.ec2
-    base = world.clients.ssm.get_parameter(Name=ami.BASE_AMI_PARAMETER.format(arch="x86_64"))["Parameter"]["Value"]
+    base = world.clients.ssm.get_parameter(Name=ami_bake.BASE_AMI_PARAMETER.format(arch="x86_64"))["Parameter"]["Value"]
     tags = [{"Key": ami.ROLE_TAG, "Value": role}, {"Key": ami.EXPIRES_AT_TAG, "Value": ami.iso(expires_at)}]
     return ec2.run_instances(
         ImageId=base, MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=world.subnet,

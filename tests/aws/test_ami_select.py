@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from automation import ami
+from automation import ami, ami_bake
 from automation.aws import client
 from automation.cli import main
 from automation.errors import BadInput, Blocked
@@ -67,7 +67,7 @@ def test_foreign_and_other_app_images_are_refused(catalog):
 def test_id_from_another_region_is_refused_naming_the_region(aws):
     """AMIs are regional: an image made in us-east-1, selected in eu-west-1, is refused."""
     east = client("ec2", "us-east-1")
-    base = client("ssm", "us-east-1").get_parameter(Name=ami.BASE_AMI_PARAMETER.format(arch="x86_64"))["Parameter"]["Value"]
+    base = client("ssm", "us-east-1").get_parameter(Name=ami_bake.BASE_AMI_PARAMETER.format(arch="x86_64"))["Parameter"]["Value"]
     instance = east.run_instances(ImageId=base, MinCount=1, MaxCount=1, InstanceType="t3.micro")["Instances"][0]["InstanceId"]
     image_id = east.create_image(
         InstanceId=instance, Name="web-1.0.0", TagSpecifications=[{"ResourceType": "image", "Tags": [{"Key": "fleet:app", "Value": "web"}]}]
@@ -93,7 +93,7 @@ def test_unknown_and_malformed_versions_are_refused(catalog):
 def test_a_bake_is_blocked_while_an_image_of_its_version_is_pending(catalog):
     """A second bake of a version whose image is still pending waits its turn (exit 3)."""
     with pytest.raises(Blocked):
-        ami.existing_image(client("ec2"), "web", "2.0.0")
+        ami_bake.existing_image(client("ec2"), "web", "2.0.0")
 
 
 def test_list_is_newest_first_with_the_stacks_running_each_image(catalog, capsys):
