@@ -31,6 +31,7 @@ from typing import Callable, Iterator
 import yaml
 
 from automation import aws
+from automation.ami_bake import DEFAULT_INSTANCE_PROFILE
 from automation.errors import Blocked, ExitCode
 from automation.local_aws import MotoServer, start_moto_server
 from automation.local_stack import LOCAL_STACK, PROJECT_DIR, prepare_local_project
@@ -42,7 +43,6 @@ INSTALL_SCRIPT = PROJECT_DIR / "examples" / "app" / "install.sh"
 VERSIONS = ("1.0.0", "2.0.0")
 # Protects only the secrets of a throwaway stack whose "AWS" is a local moto server.
 PASSPHRASE = "fleet-rehearsal-not-a-secret"
-BUILDER_PROFILE = "fleet-ami-builder"
 INSTALL_TIMEOUT_S = 300.0
 # The official installer, run in a child process of its own so that a download
 # that hangs can be stopped at the deadline (the SDK's urlopen has no timeout).
@@ -128,7 +128,7 @@ def rehearse(
         region = _prepare(work_dir, server, say)
         with _environment(_fleet_env(server, work_dir, region)):
             create_builder_profile(region)
-            say(f"created the AMI builder instance profile {BUILDER_PROFILE} in moto")
+            say(f"created the AMI builder instance profile {DEFAULT_INSTANCE_PROFILE} in moto")
             subnet = default_subnet(region)
             # The stack's own private subnets exist only after `fleet apply`, which needs the
             # Pulumi CLI; moto's default VPC lets the bake run before that.
@@ -206,7 +206,7 @@ def create_builder_profile(region: str) -> None:
     """What an account has before fleet's first bake (docs/ami.md): the builder's instance profile."""
     iam = aws.client("iam", region)
     iam.create_role(
-        RoleName=BUILDER_PROFILE,
+        RoleName=DEFAULT_INSTANCE_PROFILE,
         AssumeRolePolicyDocument=json.dumps({
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
@@ -215,7 +215,7 @@ def create_builder_profile(region: str) -> None:
     # moto does not carry AWS managed policies by default, so the core of
     # AmazonSSMManagedInstanceCore is given inline.
     iam.put_role_policy(
-        RoleName=BUILDER_PROFILE,
+        RoleName=DEFAULT_INSTANCE_PROFILE,
         PolicyName="ssm-managed-instance-core",
         PolicyDocument=json.dumps({
             "Version": "2012-10-17",
@@ -226,8 +226,8 @@ def create_builder_profile(region: str) -> None:
             }],
         }),
     )
-    iam.create_instance_profile(InstanceProfileName=BUILDER_PROFILE)
-    iam.add_role_to_instance_profile(InstanceProfileName=BUILDER_PROFILE, RoleName=BUILDER_PROFILE)
+    iam.create_instance_profile(InstanceProfileName=DEFAULT_INSTANCE_PROFILE)
+    iam.add_role_to_instance_profile(InstanceProfileName=DEFAULT_INSTANCE_PROFILE, RoleName=DEFAULT_INSTANCE_PROFILE)
 
 
 def default_subnet(region: str) -> str:
