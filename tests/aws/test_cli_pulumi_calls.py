@@ -49,22 +49,11 @@ def pulumi(aws, tmp_path, monkeypatch) -> dict[str, RecordingPulumiCommand]:
     return doubles
 
 
-@pytest.fixture
-def image(aws) -> str:
-    """One available image of app web, version 1.0.0."""
-    ec2 = client("ec2")
-    base = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    instance = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1, InstanceType="t3.micro")["Instances"][0]["InstanceId"]
-    made = ec2.create_image(InstanceId=instance, Name="web-1.0.0")["ImageId"]
-    ec2.create_tags(Resources=[made], Tags=[{"Key": "fleet:app", "Value": "web"}, {"Key": "fleet:version", "Value": "1.0.0"}])
-    return made
-
-
 def commands(double: RecordingPulumiCommand) -> list[str]:
     return [call.command for call in double.calls]
 
 
-def test_preview_runs_one_pulumi_preview_of_the_proposed_state_and_writes_nothing(pulumi, image, capsys):
+def test_preview_runs_one_pulumi_preview_of_the_proposed_state_and_writes_nothing(pulumi, images, capsys):
     """`fleet preview` selects the stack, reads config and outputs, and runs exactly one
     `pulumi preview` with the proposed state in its environment; no update, no SSM write."""
     assert main(["preview", "integration", "--release", "1.0.0", "--json"]) == 0
@@ -74,12 +63,12 @@ def test_preview_runs_one_pulumi_preview_of_the_proposed_state_and_writes_nothin
     preview = integration.call("preview")
     assert "--stack" in preview.argv and preview.argv[preview.argv.index("--stack") + 1] == "integration"
     proposed = ReleaseState.from_json(preview.env[PROPOSED_STATE_ENV])
-    assert [(g.release, g.ami) for g in proposed.groups] == [("1.0.0", image)]
-    assert plan["proposed"]["groups"] == [{"ami": image, "release": "1.0.0", "role": "active"}]
+    assert [(g.release, g.ami) for g in proposed.groups] == [("1.0.0", images["1.0.0"])]
+    assert plan["proposed"]["groups"] == [{"ami": images["1.0.0"], "release": "1.0.0", "role": "active"}]
     assert StateStore(client("ssm")).history("integration") == []
 
 
-def test_gated_stack_without_plan_never_reaches_pulumi_up(pulumi, image, capsys):
+def test_gated_stack_without_plan_never_reaches_pulumi_up(pulumi, images, capsys):
     """Production without an approved plan: refused (exit 3) before any update or SSM write."""
     assert main(["deploy", "production", "--release", "1.0.0", "--yes"]) == 3
     assert "approved plan" in capsys.readouterr().err
@@ -87,7 +76,7 @@ def test_gated_stack_without_plan_never_reaches_pulumi_up(pulumi, image, capsys)
     assert StateStore(client("ssm")).history("production") == []
 
 
-def test_stale_plan_is_refused_after_a_fresh_preview_and_before_any_update(pulumi, image, capsys, tmp_path):
+def test_stale_plan_is_refused_after_a_fresh_preview_and_before_any_update(pulumi, images, capsys, tmp_path):
     """A plan whose operations a fresh preview does not reproduce is refused: the deploy runs
     `pulumi preview` again and never `pulumi up`."""
     plan_file = tmp_path / "plan.json"
@@ -103,7 +92,7 @@ def test_stale_plan_is_refused_after_a_fresh_preview_and_before_any_update(pulum
     assert StateStore(client("ssm")).history("production") == []
 
 
-def test_locked_stack_during_deploy_restores_the_state_and_exits_3(pulumi, image, capsys):
+def test_locked_stack_during_deploy_restores_the_state_and_exits_3(pulumi, images, capsys):
     """A lock met at `pulumi up`: exit 3 naming `pulumi cancel`, SSM back to what it was."""
     pulumi["integration"].answers["up"] = Answer(stderr=DIY_LOCK_STDERR.format(stack="integration"), code=255)
     assert main(["deploy", "integration", "--release", "1.0.0", "--yes"]) == 3

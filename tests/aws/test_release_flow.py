@@ -6,87 +6,15 @@ AMI selection are the real code against the real moto server process.
 """
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from automation import services
 from automation.aws import client
-from automation.cli import main
 from automation.release_state import ReleaseGroup, ReleaseState
 from automation.state_store import StateStore
 from automation.workspace import UpdateFailed
-from tests.support.aws_program_double import AwsProgramDouble
+from tests.aws.release_world import FAST, run, stack_asgs, stored
 
 pytestmark = pytest.mark.aws
-
-FAST = ["--verify-timeout", "3"]
-
-
-class Stacks:
-    """One AwsProgramDouble per stack for a whole test, as one Pulumi state per stack would be."""
-
-    def __init__(self):
-        self.doubles: dict[str, AwsProgramDouble] = {}
-        self.knobs: dict[str, dict] = {}
-        self.events: list[tuple[str, str, str]] = []
-
-    def __call__(self, stack, *, project_dir, on_change):
-        def record(change, phase):
-            self.events.append((change.op, change.name, phase))
-            on_change(change, phase)
-
-        if stack not in self.doubles:
-            self.doubles[stack] = AwsProgramDouble(stack, project_dir=project_dir)
-        double = self.doubles[stack]
-        double.on_change = record   # progress goes to this command's output
-        for name, value in self.knobs.pop(stack, {}).items():
-            setattr(double, name, value)
-        return double
-
-
-@pytest.fixture
-def stacks(aws, monkeypatch):
-    fake = Stacks()
-    monkeypatch.setattr(services, "workspace_factory", fake)
-    for name in ("GITHUB_ACTIONS", "CI", "GITHUB_SHA"):
-        monkeypatch.delenv(name, raising=False)
-    return fake
-
-
-@pytest.fixture
-def images(aws):
-    """Available images of app `web`, versions 1.0.0, 2.0.0 and 3.0.0, as a bake tags them."""
-    ec2 = client("ec2")
-    base = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    instance = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1, InstanceType="t3.micro")["Instances"][0]["InstanceId"]
-    made = {}
-    for version in ("1.0.0", "2.0.0", "3.0.0"):
-        image = ec2.create_image(InstanceId=instance, Name=f"web-{version}")["ImageId"]
-        ec2.create_tags(Resources=[image], Tags=[{"Key": "fleet:app", "Value": "web"}, {"Key": "fleet:version", "Value": version}])
-        made[version] = image
-    ec2.terminate_instances(InstanceIds=[instance])
-    return made
-
-
-def run(capsys, *argv) -> tuple[int, dict | None, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    data = json.loads(captured.out) if "--json" in argv and captured.out.strip() else None
-    return code, data, captured.err
-
-
-def stored(stack: str) -> ReleaseState:
-    return StateStore(client("ssm")).read(stack)
-
-
-def stack_asgs(stack: str) -> list[str]:
-    groups = client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
-    return sorted(
-        g["AutoScalingGroupName"] for g in groups
-        if {"Key": "fleet:stack", "Value": stack} in [{"Key": t["Key"], "Value": t["Value"]} for t in g["Tags"]]
-    )
-
 
 def test_two_releases_replace_create_before_destroy(stacks, images, capsys):
     """Release 1 then 2: the new group is created and verified before the old one is deleted;

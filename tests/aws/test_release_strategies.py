@@ -17,7 +17,7 @@ from automation.aws import client
 from automation.release_state import IN_FLIGHT, RELEASED, ROLLED_BACK, STANDBY
 from automation.rollout import Release
 from automation.state_store import StateStore
-from tests.aws.test_release_flow import images, run, stack_asgs, stacks, stored  # noqa: F401 - fixtures
+from tests.aws.release_world import run, stack_asgs, stored
 
 pytestmark = pytest.mark.aws
 
