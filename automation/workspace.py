@@ -146,6 +146,7 @@ class StackWorkspace:
         self.stack_name = stack
         self.project_dir = project_dir
         self._config: dict[str, str] | None = None
+        self._outputs: dict[str, Any] | None = None
         self._env = dict(env or {})
         self._pulumi_command = pulumi_command
         self._on_change = on_change
@@ -154,9 +155,11 @@ class StackWorkspace:
     # -- reads ---------------------------------------------------------------
 
     def outputs(self) -> dict[str, Any]:
-        """The stack outputs as plain values; secret ones as "[secret]"."""
-        outputs = self._read("outputs", lambda stack: stack.outputs())
-        return _plain_outputs(outputs)
+        """The stack outputs as plain values; secret ones as "[secret]". Read once until the
+        next update or refresh changes them: each read is a pulumi process."""
+        if self._outputs is None:
+            self._outputs = _plain_outputs(self._read("outputs", lambda stack: stack.outputs()))
+        return dict(self._outputs)
 
     def config(self) -> dict[str, str]:
         """The stack's config, secret values masked as "[secret]". Read once per workspace:
@@ -213,6 +216,7 @@ class StackWorkspace:
             with self._proposed_state(state):
                 return stack.up(on_event=events, color="never", show_secrets=False)
 
+        self._outputs = None   # whatever happens, the outputs may change
         try:
             result = self._run(run)
         except CommandError as error:
@@ -224,11 +228,13 @@ class StackWorkspace:
                 failed=failed,
                 error_lines=lines,
             ) from error
-        return UpResult(counts=events.counts(), outputs=_plain_outputs(result.outputs))
+        self._outputs = _plain_outputs(result.outputs)
+        return UpResult(counts=events.counts(), outputs=dict(self._outputs))
 
     def refresh(self) -> None:
         """Bring the stack's state in line with what exists in AWS."""
         events = _EventCollector(on_change=self._on_change)
+        self._outputs = None
         try:
             self._run(lambda stack: stack.refresh(on_event=events, color="never", show_secrets=False))
         except CommandError as error:

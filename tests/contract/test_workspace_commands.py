@@ -172,6 +172,22 @@ def test_config_masks_secrets(project_dir, pulumi):
     assert pulumi.call("config").argv == ["--non-interactive", "config", "--show-secrets", "--json", "--stack", "staging"]
 
 
+def test_outputs_are_read_once_until_an_update_changes_them(project_dir, pulumi):
+    """Repeated reads cost one read's `pulumi stack output` calls; after an update the new
+    outputs are served without reading again."""
+    pulumi.outputs = {"url": ("http://old", False)}
+    workspace = StackWorkspace("staging", project_dir=project_dir, pulumi_command=pulumi)
+    assert workspace.outputs() == {"url": "http://old"}
+    one_read = [call.command for call in pulumi.calls].count("stack output")   # the SDK asks twice per read
+    assert workspace.outputs() == {"url": "http://old"}
+    assert [call.command for call in pulumi.calls].count("stack output") == one_read
+    pulumi.outputs = {"url": ("http://new", False)}
+    assert workspace.up().outputs == {"url": "http://new"}
+    reads = [call.command for call in pulumi.calls].count("stack output")
+    assert workspace.outputs() == {"url": "http://new"}
+    assert [call.command for call in pulumi.calls].count("stack output") == reads
+
+
 def test_config_is_read_once_per_workspace(project_dir, pulumi):
     """A command asks for settings several times (region, gate, hash); one `pulumi config` serves them."""
     pulumi.config = {"aws:region": ("eu-west-1", False)}
