@@ -15,6 +15,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from automation import aws
+from automation.aws import error_code
 from automation.errors import BadInput
 from automation.release_state import ReleaseState, ReleaseStateError, check_ami, check_release
 
@@ -98,20 +99,12 @@ def tags_of(resource: dict) -> dict[str, str]:
     return {tag["Key"]: tag["Value"] for tag in resource.get("Tags", [])}
 
 
-def error_code(error: ClientError) -> str:
-    return error.response.get("Error", {}).get("Code", "")
-
-
 def region_of(client) -> str:
     return client.meta.region_name
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 # -- input checks (no side effects) -------------------------------------------

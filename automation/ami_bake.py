@@ -40,14 +40,14 @@ from automation.ami import (
     check_version,
     describe_candidates,
     describe_image,
-    error_code,
     instance_architectures,
-    iso,
     region_of,
     utc_now,
 )
 from automation.ami_cleanup import delete_image
+from automation.aws import error_code
 from automation.errors import BadInput, Blocked, ReleaseFailed
+from automation.release_state import iso_utc
 from automation.waiting import wait_for
 
 DEFAULT_INSTANCE_TYPE = "t3.micro"
@@ -316,8 +316,8 @@ def plan_bake(clients: BakeClients, request: BakeRequest, now: datetime | None =
         root_volume_gib=root_volume_gib(image),
         # The random suffix keeps names unique (AWS requires it) even for two bakes in one second.
         image_name=f"{request.app}-{request.version}-{stamp}-{secrets.token_hex(2)}",
-        baked_at=iso(now),
-        expires_at=iso(now + timedelta(minutes=request.timeout_minutes) + BUILDER_TTL_MARGIN),
+        baked_at=iso_utc(now),
+        expires_at=iso_utc(now + timedelta(minutes=request.timeout_minutes) + BUILDER_TTL_MARGIN),
         commands=tuple(install_commands(request.source, request.version)),
     )
 

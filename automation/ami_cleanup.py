@@ -19,11 +19,11 @@ from automation.ami import (
     Progress,
     app_images,
     check_app,
-    error_code,
     stacks_using,
     tags_of,
     utc_now,
 )
+from automation.aws import error_code
 from automation.errors import BadInput
 from automation.release_state import ReleaseState
 

@@ -11,6 +11,7 @@ import threading
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from automation import __version__
 
@@ -38,3 +39,8 @@ def client(service: str, region: str | None = None):
     session = _session()
     with _lock:  # creating clients from one session is not thread-safe
         return session.client(service, region_name=region, config=_CONFIG)
+
+
+def error_code(error: ClientError) -> str:
+    """The AWS error code of a failed call, e.g. InvalidAMIID.NotFound."""
+    return error.response.get("Error", {}).get("Code", "")

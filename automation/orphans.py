@@ -13,11 +13,10 @@ from typing import Any, Iterable
 
 from botocore.exceptions import ClientError
 
+from automation.ami import BUILDER_ROLE, MANAGED_BY, MANAGED_BY_TAG, ROLE_TAG
+from automation.aws import error_code
+
 STACK_TAG = "fleet:stack"
-MANAGED_BY_TAG = "fleet:managed-by"
-MANAGED_BY = "fleet"
-ROLE_TAG = "fleet:role"
-AMI_BUILDER = "ami-builder"
 ASG_NAME_TAG = "aws:autoscaling:groupName"
 LIVE_INSTANCE_STATES = ("pending", "running", "stopping", "stopped")
 # terminate_instances takes at most this many ids per call.
@@ -85,7 +84,7 @@ def delete_orphans(asg, ec2, orphans: Orphans) -> None:
         try:
             ec2.delete_launch_template(LaunchTemplateId=template_id)
         except ClientError as error:
-            if _code(error) not in LAUNCH_TEMPLATE_GONE:
+            if error_code(error) not in LAUNCH_TEMPLATE_GONE:
                 raise
 
 
@@ -130,7 +129,7 @@ def _terminate(ec2, instance_ids: list[str]) -> None:
     try:
         ec2.terminate_instances(InstanceIds=instance_ids)
     except ClientError as error:
-        if _code(error) not in INSTANCE_GONE:
+        if error_code(error) not in INSTANCE_GONE:
             raise
         # One unknown id fails the whole call: terminate the rest one by one.
         if len(instance_ids) > 1:
@@ -143,11 +142,7 @@ def _tag(tags: list[dict[str, Any]], key: str) -> str | None:
 
 
 def _is_builder(tags: list[dict[str, Any]]) -> bool:
-    return _tag(tags, ROLE_TAG) == AMI_BUILDER
-
-
-def _code(error: ClientError) -> str:
-    return error.response.get("Error", {}).get("Code", "")
+    return _tag(tags, ROLE_TAG) == BUILDER_ROLE
 
 
 def _message(error: ClientError) -> str:

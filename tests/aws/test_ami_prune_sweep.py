@@ -9,7 +9,7 @@ import pytest
 from automation import ami, ami_bake
 from automation.aws import client
 from automation.cli import main
-from automation.release_state import ReleaseGroup, ReleaseState
+from automation.release_state import ReleaseGroup, ReleaseState, iso_utc
 from automation.state_store import StateStore
 from tests.aws.ami_catalog import ami_id, catalog, catalog_server  # noqa: F401 - fixtures
 from tests.aws.ami_world import builder_security_groups, live_instances, make_world
@@ -67,7 +67,7 @@ def test_prune_keep_must_be_positive(catalog, capsys):
 def launch_builder(world, expires_at: datetime, role: str = ami.BUILDER_ROLE) -> str:
     ec2 = world.clients.ec2
     base = world.clients.ssm.get_parameter(Name=ami_bake.BASE_AMI_PARAMETER.format(arch="x86_64"))["Parameter"]["Value"]
-    tags = [{"Key": ami.ROLE_TAG, "Value": role}, {"Key": ami.EXPIRES_AT_TAG, "Value": ami.iso(expires_at)}]
+    tags = [{"Key": ami.ROLE_TAG, "Value": role}, {"Key": ami.EXPIRES_AT_TAG, "Value": iso_utc(expires_at)}]
     return ec2.run_instances(
         ImageId=base, MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=world.subnet,
         TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
@@ -85,7 +85,7 @@ def test_sweep_terminates_only_builders_past_their_time_to_live(aws, capsys):
     group = world.clients.ec2.create_security_group(
         GroupName="fleet-ami-builder-old", Description="old builder", VpcId=world.vpc,
         TagSpecifications=[{"ResourceType": "security-group", "Tags": [
-            {"Key": ami.ROLE_TAG, "Value": ami.BUILDER_ROLE}, {"Key": ami.EXPIRES_AT_TAG, "Value": ami.iso(now - timedelta(hours=1))}]}],
+            {"Key": ami.ROLE_TAG, "Value": ami.BUILDER_ROLE}, {"Key": ami.EXPIRES_AT_TAG, "Value": iso_utc(now - timedelta(hours=1))}]}],
     )["GroupId"]
 
     assert main(["ami", "sweep", "--dry-run", "--json"]) == 0
