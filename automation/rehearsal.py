@@ -46,7 +46,7 @@ PASSPHRASE = "fleet-rehearsal-not-a-secret"
 INSTALL_TIMEOUT_S = 300.0
 # The official installer, run in a child process of its own so that a download
 # that hangs can be stopped at the deadline (the SDK's urlopen has no timeout).
-INSTALLER_PROGRAM = "import sys; from pulumi.automation import PulumiCommand; PulumiCommand.install(root=sys.argv[1])"
+INSTALLER_PROGRAM = "import sys; from automation.workspace import install_cli; install_cli(sys.argv[1])"
 # Variables of the caller that must not reach the rehearsal: real credentials and
 # profiles, another backend's secrets, a stray proposed release state.
 CLEARED_ENV = (

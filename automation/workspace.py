@@ -54,6 +54,12 @@ ERROR_LINES_KEPT = 5
 INSTALL_HINT = "install it with `curl -fsSL https://get.pulumi.com | sh` (see https://www.pulumi.com/docs/install/)"
 
 
+
+def install_cli(root: str) -> None:
+    """Install the Pulumi CLI into root with the installer the Automation API provides
+    (downloads it; the rehearsal runs this in a process of its own to bound its time)."""
+    PulumiCommand.install(root=root)
+
 class PulumiMissing(Blocked):
     """The pulumi CLI is not installed or not usable. Nothing was changed."""
 
