@@ -283,7 +283,7 @@ class Release:
         before = self.live()
         self.s.store.write(self.s.stack, phase.state.with_record(record))
         try:
-            outputs = self.s.workspace.up(phase.state).outputs if phase.name != "verify" else None
+            outputs = self.s.workspace.up(phase.state).outputs
             return self.verify(phase.state, outputs=outputs) if phase.verify else []
         except Blocked:
             # A locked stack: nothing was applied, so the state goes back as it was.
@@ -349,15 +349,31 @@ class Release:
     def roll_back(self, current: ReleaseState, base: ReleaseState, *, reason: str) -> Outcome:
         """Bring `base` back from `current`, verify it serves, and sweep what Pulumi lost track of."""
         self.s.progress(f"rolling back {self.s.stack} to {describe_groups(base)} ({reason})")
-        # A change that left the groups as they were (a settings update) is re-verified, not re-applied.
-        phases = rollback_phases(current, now=self.s.now(), previous=base) or (Phase("verify", base, verify=True),)
-        outcome = self.run(phases, base=base, what=f"rollback to {describe_groups(base)}", outcome=ROLLED_BACK,
-                           recover=False, final_note=reason)
+        phases = rollback_phases(current, now=self.s.now(), previous=base)
+        if phases:
+            outcome = self.run(phases, base=base, what=f"rollback to {describe_groups(base)}", outcome=ROLLED_BACK,
+                               recover=False, final_note=reason)
+        else:
+            outcome = self.reverify(base, reason)
         try:
             self.sweep_orphans()
         except FleetError as failure:
             raise RollbackFailed(f"orphan sweep of {self.s.stack} failed: {failure.reason}") from failure
         return outcome
+
+    def reverify(self, base: ReleaseState, reason: str) -> Outcome:
+        """After a failed change that left the groups as they were (a settings update), the
+        release state is already the settled one: verify it serves, re-apply nothing."""
+        try:
+            health = self.verify(base)
+        except FleetError as failure:
+            self.give_up(f"{reason}; verification of {describe_groups(base)} failed: {failure.reason}")
+            raise RollbackFailed(
+                f"{describe_groups(base)} on {self.s.stack} does not serve after {reason}: {failure.reason}; "
+                f"a person is needed: check `fleet status {self.s.stack}`"
+            ) from failure
+        self.s.store.write(self.s.stack, base.with_record(self.record(ROLLED_BACK, reason)))
+        return Outcome(self.s.stack, ROLLED_BACK, base, health)
 
     def give_up(self, reason: str) -> None:
         """Record that the rollback failed, so status and history say a person is needed."""

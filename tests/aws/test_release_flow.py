@@ -180,3 +180,24 @@ def test_failed_rollback_needs_a_person(stacks, images, capsys):
     assert stored("integration").record.outcome == "failed"
     code, history, _ = run(capsys, "history", "integration", "--json")
     assert history["history"][0]["outcome"] == "failed"
+
+
+def test_failed_settings_apply_keeps_the_release_and_verifies_it(stacks, images, capsys):
+    """`fleet apply` whose update fails: nothing to re-apply (the groups did not change), so the
+    running release is verified serving, recorded as rolled back, and the command exits 1."""
+    assert run(capsys, "deploy", "integration", "--release", "1.0.0", "--yes", *FAST)[0] == 0
+    double = stacks.doubles["integration"]
+    real_up = double.up
+    calls = []
+
+    def failing(state=None):
+        calls.append(state)
+        raise UpdateFailed("update failed: aws:ec2/launchTemplate:LaunchTemplate release-1.0.0-lt: bad user data")
+
+    double.up = failing
+    code, _, err = run(capsys, "apply", "integration", "--yes", *FAST)
+    double.up = real_up
+    assert code == 1 and "apply settings failed on integration" in err
+    assert len(calls) == 1   # the failed update only: the unchanged release is verified, not re-applied
+    assert [g.release for g in stored("integration").groups] == ["1.0.0"]
+    assert stored("integration").record.outcome == "rolled-back"
